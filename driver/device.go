@@ -1,0 +1,521 @@
+package driver
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tundevfs/tundevfs/jails"
+)
+
+// RefKind names one kind of reference on a device (SPEC §5).
+type RefKind int
+
+// The references a device counts.
+const (
+	// RefNode is held by the device node from creation to destroy.
+	RefNode RefKind = iota
+	// RefClone is handed to a devfs clone invoker (MAKEDEV_REF) and given
+	// up once the kernel holds the node.
+	RefClone
+	// RefKernel is held once for every FUSE lookup of the node (dropped by
+	// FORGET), summed over all mounts.
+	RefKernel
+	// RefOpen is held by the open file handle.
+	RefOpen
+	numRefKinds
+)
+
+var refNames = [numRefKinds]string{"node", "clone", "kernel", "open"}
+
+func (k RefKind) String() string { return refNames[k] }
+
+type devState int
+
+const (
+	devAlive devState = iota
+	devDying
+	devDead
+)
+
+func (s devState) String() string {
+	return [...]string{"alive", "dying", "dead"}[s]
+}
+
+// Device is one tun, tap or vmnet device: FreeBSD's cdev and softc.
+type Device struct {
+	drv     *Driver
+	unit    int
+	ino     uint64
+	jail    *jails.Jail
+	js      *jailState
+	m       *Manager
+	created time.Time
+	byFS    bool // created by a devfs clone rather than ifconfig
+
+	// file is the real TUN fd. It is set at creation and closed by destroy
+	// only once busy is 0, so a caller inside enter/exit may use it freely.
+	file *os.File
+	fd   int
+
+	// dying is closed when destroy starts; blocked operations select on it.
+	dying chan struct{}
+
+	rxPackets, txPackets, drops atomic.Uint64
+
+	mu       sync.Mutex // guards the fields below
+	name     string     // the interface's current name
+	ifindex  int
+	state    devState
+	refs     [numRefKinds]int
+	busy     int
+	idle     *sync.Cond // on mu; broadcast when busy drops to 0
+	open     *Handle
+	openPid  int
+	uid, gid uint32
+	mode     uint32
+
+	readyMu sync.Mutex    // guards ready
+	ready   chan struct{} // closed (and replaced) when the fd may be readable
+}
+
+// Handle is the open state of a device (exclusive: one at a time).
+type Handle struct {
+	dev       *Device
+	closed    chan struct{} // closed by Close
+	stop      chan struct{} // stops the watcher
+	wantc     chan struct{} // a reader wants a readiness wakeup
+	done      chan struct{} // closed when the watcher has exited
+	once      sync.Once     // makes Close run once
+	closeOnce sync.Once     // closes closed once
+	stopOnce  sync.Once     // makes stopWatch run once
+}
+
+// Info is a snapshot of a device for status output and the filesystem.
+type Info struct {
+	Name      string `json:"name"`
+	Driver    string `json:"driver"`
+	Unit      int    `json:"unit"`
+	Ino       uint64 `json:"ino"`
+	Jail      string `json:"jail"`
+	IfIndex   int    `json:"ifindex"`
+	State     string `json:"state"`
+	Refs      Refs   `json:"refs"`
+	Busy      int    `json:"busy"`
+	Open      bool   `json:"open"`
+	OpenPid   int    `json:"open_pid,omitempty"`
+	Origin    string `json:"origin"`
+	RxPackets uint64 `json:"rx_packets"`
+	TxPackets uint64 `json:"tx_packets"`
+	Drops     uint64 `json:"drops"`
+}
+
+// Refs is the reference count of a device, by kind.
+type Refs struct {
+	Node   int `json:"node"`
+	Clone  int `json:"clone"`
+	Kernel int `json:"kernel"`
+	Open   int `json:"open"`
+	Total  int `json:"total"`
+}
+
+// Driver returns the device's driver.
+func (d *Device) Driver() *Driver { return d.drv }
+
+// Unit returns the device's unit number.
+func (d *Device) Unit() int { return d.unit }
+
+// Ino is the device's inode number: unique for the daemon's life, never
+// reused, so it can serve as the FUSE node ID.
+func (d *Device) Ino() uint64 { return d.ino }
+
+// Jail returns the jail the device lives in.
+func (d *Device) Jail() *jails.Jail { return d.jail }
+
+// DevName is the device's node name (driver and unit), which does not change
+// when the interface is renamed.
+func (d *Device) DevName() string { return d.drv.UnitName(d.unit) }
+
+// Name returns the interface's current name.
+func (d *Device) Name() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.name
+}
+
+// Created is when the device was made.
+func (d *Device) Created() time.Time { return d.created }
+
+// Owner returns the owner, group and permission bits of the node.
+func (d *Device) Owner() (uid, gid, mode uint32) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.uid, d.gid, d.mode
+}
+
+// OwnerSet says which fields of an Owner to change.
+type OwnerSet struct{ UID, GID, Mode bool }
+
+// SetOwner changes the node's owner, group or mode (chown, chmod).
+func (d *Device) SetOwner(o Owner, set OwnerSet) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if set.UID {
+		d.uid = o.UID
+	}
+	if set.GID {
+		d.gid = o.GID
+	}
+	if set.Mode {
+		d.mode = o.Mode
+	}
+}
+
+// Alive reports whether the device is neither dying nor destroyed.
+func (d *Device) Alive() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.state == devAlive
+}
+
+// Info returns a snapshot of the device.
+func (d *Device) Info() Info {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	origin := "ifconfig"
+	if d.byFS {
+		origin = "devfs"
+	}
+	r := Refs{Node: d.refs[RefNode], Clone: d.refs[RefClone], Kernel: d.refs[RefKernel], Open: d.refs[RefOpen]}
+	r.Total = r.Node + r.Clone + r.Kernel + r.Open
+	return Info{
+		Name: d.name, Driver: d.drv.Name, Unit: d.unit, Ino: d.ino, Jail: d.jail.Name(),
+		IfIndex: d.ifindex, State: d.state.String(), Refs: r, Busy: d.busy,
+		Open: d.open != nil, OpenPid: d.openPid, Origin: origin,
+		RxPackets: d.rxPackets.Load(), TxPackets: d.txPackets.Load(), Drops: d.drops.Load(),
+	}
+}
+
+// Ref takes a reference of the given kind (dev_ref). A reference can be
+// taken on a dying device; the value stays valid until it is released.
+func (d *Device) Ref(kind RefKind) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.state == devDead && d.totalRefsLocked() == 0 {
+		panic("driver: Ref on a freed device " + d.name)
+	}
+	d.refs[kind]++
+}
+
+// Rel gives back a reference (dev_rel). The last reference of a destroyed
+// device frees it.
+func (d *Device) Rel(kind RefKind) {
+	d.mu.Lock()
+	if d.refs[kind] <= 0 {
+		d.mu.Unlock()
+		panic(fmt.Sprintf("driver: Rel(%v) without Ref on %s", kind, d.name))
+	}
+	d.refs[kind]--
+	free := d.state == devDead && d.totalRefsLocked() == 0
+	d.mu.Unlock()
+	if free {
+		d.m.forget(d)
+	}
+}
+
+func (d *Device) totalRefsLocked() int {
+	n := 0
+	for _, r := range d.refs {
+		n += r
+	}
+	return n
+}
+
+// enter marks an operation in flight (FreeBSD's tun_busy). It fails with
+// ErrGone once the device is dying, and with ErrNotOpen when h is not the
+// current open handle.
+func (d *Device) enter(h *Handle) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.state != devAlive {
+		return ErrGone
+	}
+	if h != nil && d.open != h {
+		return ErrNotOpen
+	}
+	d.busy++
+	return nil
+}
+
+// exit ends an operation started with enter (tun_unbusy).
+func (d *Device) exit() {
+	d.mu.Lock()
+	d.busy--
+	if d.busy == 0 {
+		d.idle.Broadcast()
+	}
+	d.mu.Unlock()
+}
+
+// Open opens the device for pid (tunopen): exclusive, so a second open is
+// ErrBusy, and an open of a dying device is ErrGone.
+func (d *Device) Open(pid int) (*Handle, error) {
+	d.mu.Lock()
+	if d.state != devAlive {
+		d.mu.Unlock()
+		return nil, fmt.Errorf("open %s: %w", d.DevName(), ErrGone)
+	}
+	if d.open != nil {
+		d.mu.Unlock()
+		return nil, fmt.Errorf("open %s: %w", d.DevName(), ErrBusy)
+	}
+	h := &Handle{
+		dev:    d,
+		closed: make(chan struct{}),
+		stop:   make(chan struct{}),
+		wantc:  make(chan struct{}, 1),
+		done:   make(chan struct{}),
+	}
+	d.open = h
+	d.openPid = pid
+	d.refs[RefOpen]++
+	d.busy++ // hold off destroy while the handle is set up
+	d.mu.Unlock()
+	defer d.exit()
+
+	// Packets queued while the device was closed are stale: drop them.
+	d.drain()
+	if d.drv.Flags&L2 != 0 && d.m.Knobs().TapUpOnOpen() {
+		if err := linkSetUp(d.js.nl, d.ifindex); err != nil {
+			d.m.logf("%v", err)
+		}
+	}
+	go h.watch()
+	return h, nil
+}
+
+// drain discards every queued packet.
+func (d *Device) drain() {
+	buf := getBuf()
+	defer putBuf(buf)
+	for {
+		if _, err := unix.Read(d.fd, *buf); err != nil {
+			return
+		}
+	}
+}
+
+// readyChan returns the channel closed at the next readiness wakeup.
+func (d *Device) readyChan() chan struct{} {
+	d.readyMu.Lock()
+	defer d.readyMu.Unlock()
+	return d.ready
+}
+
+// wake closes the current readiness channel.
+func (d *Device) wake() {
+	d.readyMu.Lock()
+	close(d.ready)
+	d.ready = make(chan struct{})
+	d.readyMu.Unlock()
+}
+
+// watch runs while the device is open. Whenever a reader asks for it, it
+// parks on Go's netpoller until the fd is readable and then wakes the
+// readers. It pins no OS thread.
+func (h *Handle) watch() {
+	defer close(h.done)
+	d := h.dev
+	rc, err := d.file.SyscallConn()
+	if err != nil {
+		d.m.logf("watch %s: %v", d.DevName(), err)
+		return
+	}
+	for {
+		select {
+		case <-h.stop:
+			return
+		case <-h.wantc:
+		}
+		first := true
+		err := rc.Read(func(fd uintptr) bool {
+			if first {
+				first = false
+				// The netpoller forgets an edge that came before this
+				// wait started, so look for a queued packet first.
+				return readable(int(fd))
+			}
+			return true
+		})
+		d.wake()
+		if err != nil {
+			select {
+			case <-h.stop:
+				return
+			default:
+			}
+			if !errors.Is(err, os.ErrDeadlineExceeded) {
+				return
+			}
+		}
+	}
+}
+
+// Read reads one packet into buf (tunread): a short buf truncates the
+// packet and the rest is dropped. With nothing queued it blocks until a
+// packet arrives, cancel is closed (ErrInterrupted) or the device is
+// destroyed (ErrGone), or fails at once with ErrWouldBlock if nonblock.
+func (h *Handle) Read(cancel <-chan struct{}, buf []byte, nonblock bool) (int, error) {
+	d := h.dev
+	if err := d.enter(h); err != nil {
+		return 0, err
+	}
+	defer d.exit()
+	for {
+		ready := d.readyChan()
+		n, err := d.readPacket(buf)
+		if err == nil {
+			return n, nil
+		}
+		if !errors.Is(err, unix.EAGAIN) {
+			return 0, err
+		}
+		if nonblock {
+			return 0, ErrWouldBlock
+		}
+		select {
+		case h.wantc <- struct{}{}:
+		default:
+		}
+		select {
+		case <-ready:
+		case <-cancel:
+			return 0, ErrInterrupted
+		case <-d.dying:
+			return 0, ErrGone
+		case <-h.closed:
+			return 0, ErrNotOpen
+		}
+	}
+}
+
+// readPacket reads one packet without blocking, dropping the packets a
+// reader must not see (IPv6 on a tun without IFHEAD).
+func (d *Device) readPacket(buf []byte) (int, error) {
+	for {
+		scratch := getBuf()
+		n, err := unix.Read(d.fd, *scratch)
+		if err != nil {
+			putBuf(scratch)
+			return 0, err
+		}
+		pkt := (*scratch)[:n]
+		if !d.drv.IsL2() && (n == 0 || pkt[0]>>4 != 4) {
+			// tunoutput(): without IFHEAD only AF_INET reaches the reader.
+			d.drops.Add(1)
+			putBuf(scratch)
+			continue
+		}
+		c := copy(buf, pkt)
+		putBuf(scratch)
+		d.rxPackets.Add(1)
+		return c, nil
+	}
+}
+
+// Write sends one packet into the network stack (tunwrite). A packet larger
+// than the MRU is ErrTooBig; an empty write writes nothing; a write to an
+// interface that is down is accepted and dropped, as FreeBSD does.
+func (h *Handle) Write(data []byte) (int, error) {
+	d := h.dev
+	if err := d.enter(h); err != nil {
+		return 0, err
+	}
+	defer d.exit()
+	if len(data) == 0 {
+		return 0, nil
+	}
+	if len(data) > MRU {
+		return 0, fmt.Errorf("write %s: %d bytes: %w", d.DevName(), len(data), ErrTooBig)
+	}
+	if !d.drv.IsL2() && data[0]>>4 != 4 {
+		// Without IFHEAD the family is AF_INET; anything else is dropped
+		// by IP input on FreeBSD, after the write succeeded.
+		d.drops.Add(1)
+		return len(data), nil
+	}
+	n, err := unix.Write(d.fd, data)
+	if err != nil {
+		if errors.Is(err, unix.EIO) && !linkIsUp(d.js.nl, d.ifindex) {
+			d.drops.Add(1)
+			return len(data), nil // "ignore silently"
+		}
+		return 0, fmt.Errorf("write %s: %w", d.DevName(), err)
+	}
+	d.txPackets.Add(1)
+	return n, nil
+}
+
+// Close ends the open (tunclose, on last close): queued packets are dropped,
+// a tun and a tap are brought down and lose their addresses, a vmnet keeps
+// its state.
+func (h *Handle) Close() {
+	d := h.dev
+	h.once.Do(func() {
+		h.markClosed()
+		h.stopWatch()
+		d.mu.Lock()
+		alive := d.state == devAlive && d.open == h
+		if alive {
+			d.busy++
+		}
+		d.mu.Unlock()
+		if alive {
+			d.drain()
+			if d.drv.Flags&VMNET == 0 {
+				if err := linkDownAndPurge(d.js.nl, d.ifindex); err != nil {
+					d.m.logf("close %s: %v", d.DevName(), err)
+				}
+			}
+			d.exit()
+		}
+		d.mu.Lock()
+		if d.open == h {
+			d.open = nil
+			d.openPid = 0
+		}
+		d.mu.Unlock()
+		d.Rel(RefOpen)
+	})
+}
+
+func (h *Handle) markClosed() {
+	h.closeOnce.Do(func() { close(h.closed) })
+}
+
+// stopWatch stops the watcher and waits for it.
+func (h *Handle) stopWatch() {
+	h.stopOnce.Do(func() {
+		close(h.stop)
+		// Break a wait on the netpoller, then restore the deadline.
+		h.dev.file.SetReadDeadline(time.Now())
+		<-h.done
+		h.dev.file.SetReadDeadline(time.Time{})
+	})
+}
+
+// Device returns the handle's device.
+func (h *Handle) Device() *Device { return h.dev }
+
+var bufPool = sync.Pool{New: func() any {
+	b := make([]byte, 65536)
+	return &b
+}}
+
+func getBuf() *[]byte  { return bufPool.Get().(*[]byte) }
+func putBuf(b *[]byte) { bufPool.Put(b) }

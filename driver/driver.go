@@ -1,0 +1,123 @@
+// Package driver implements the tun, tap and vmnet devices: one shared
+// implementation driven by a table of three drivers that differ only in
+// their flags (FreeBSD's if_tuntap.c tuntap_drivers[]).
+//
+// Contract:
+//   - Every device is backed by a real Linux TUN/TAP interface created in its
+//     jail's network namespace by opening /dev/net/tun and TUNSETIFF with
+//     IFF_TUN_EXCL, so an interface of the same name that tundevfs did not
+//     create is never adopted.
+//   - Units are allocated per driver and per network namespace, lowest free
+//     first, at most MaxUnit (FreeBSD's unrhdr and IF_MAXUNIT).
+//   - Both creation paths (a devfs clone on lookup and an ifconfig create) go
+//     through Manager.Create. A devfs clone returns the device with one extra
+//     reference, RefClone, which the caller gives up once the kernel holds the
+//     node; an ifconfig create returns none (SPEC §1, FreeBSD 3b263fa76c08).
+//   - A failed creation gives back everything it took: unit, fd, jail hold.
+//   - Destroy marks the device dying, wakes every blocked reader, waits for
+//     in-flight operations (the busy count), closes the real fd so that the
+//     interface disappears, frees the unit, releases the jail and drops the
+//     node reference. The Device value lives on until its last reference is
+//     gone, answering ENXIO (ErrGone) meanwhile.
+//   - The manager registers a jail remove callback that detaches the jail's
+//     cloners and destroys every device cloned there, open or busy ones too.
+//
+// Errors are Go errors wrapping the sentinels of errors.go or a unix.Errno;
+// the fs package turns them into errnos.
+//
+// Lock order: Manager.mu, then Device.mu. Device.readyMu is a leaf. No lock is
+// held while calling into netlink, the kernel's tun driver or listeners.
+package driver
+
+import (
+	"strconv"
+)
+
+// Flags tell the drivers apart.
+type Flags uint32
+
+// Driver flags.
+const (
+	// L2 drivers carry Ethernet frames (IFF_TAP); the others carry IP
+	// packets (IFF_TUN).
+	L2 Flags = 1 << iota
+	// VMNET devices keep their state (up, addresses) on last close.
+	VMNET
+)
+
+// Driver is one entry of the driver table.
+type Driver struct {
+	Name  string
+	Flags Flags
+}
+
+// IsL2 says whether the driver carries Ethernet frames.
+func (d *Driver) IsL2() bool { return d.Flags&L2 != 0 }
+
+// The drivers.
+var (
+	Tun   = &Driver{Name: "tun"}
+	Tap   = &Driver{Name: "tap", Flags: L2}
+	Vmnet = &Driver{Name: "vmnet", Flags: L2 | VMNET}
+	// Drivers is the driver table.
+	Drivers = []*Driver{Tun, Tap, Vmnet}
+)
+
+// Limits.
+const (
+	// MaxUnit is FreeBSD's IF_MAXUNIT.
+	MaxUnit = 32767
+	// MRU is the largest packet a write may carry (TUNMRU, TAPMRU), not
+	// counting the 4-byte IFHEAD header.
+	MRU = 16384
+	// IfNameMax is the longest Linux interface name (IFNAMSIZ-1).
+	IfNameMax = 15
+	// DefaultDeviceLimit is the default per-jail device limit.
+	DefaultDeviceLimit = 256
+)
+
+// ByName returns the driver called name.
+func ByName(name string) *Driver {
+	for _, d := range Drivers {
+		if d.Name == name {
+			return d
+		}
+	}
+	return nil
+}
+
+// ParseName splits a device name the way FreeBSD's dev_stdclone() does: a
+// driver name followed by a decimal unit without leading zeros, or the bare
+// driver name (unit -1). The unit is at most MaxUnit and the whole name fits
+// a Linux interface name.
+func ParseName(name string) (drv *Driver, unit int, ok bool) {
+	if len(name) > IfNameMax {
+		return nil, 0, false
+	}
+	for _, d := range Drivers {
+		if len(name) < len(d.Name) || name[:len(d.Name)] != d.Name {
+			continue
+		}
+		rest := name[len(d.Name):]
+		if rest == "" {
+			return d, -1, true
+		}
+		if rest[0] < '0' || rest[0] > '9' || (rest[0] == '0' && len(rest) > 1) {
+			return nil, 0, false
+		}
+		for i := 0; i < len(rest); i++ {
+			if rest[i] < '0' || rest[i] > '9' {
+				return nil, 0, false
+			}
+		}
+		n, err := strconv.Atoi(rest)
+		if err != nil || n > MaxUnit {
+			return nil, 0, false
+		}
+		return d, n, true
+	}
+	return nil, 0, false
+}
+
+// UnitName is the device (and interface) name of unit n of d.
+func (d *Driver) UnitName(n int) string { return d.Name + strconv.Itoa(n) }

@@ -1,0 +1,499 @@
+package driver
+
+import (
+	"errors"
+	"fmt"
+	"log"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/tundevfs/tundevfs/jails"
+)
+
+// Origin says which creation path made a device.
+type Origin int
+
+// The two creation paths of SPEC §1.
+const (
+	// DevfsClone is a clone on lookup: the device comes back with one
+	// RefClone reference for the invoker to give up.
+	DevfsClone Origin = iota
+	// IfconfigCreate is `ifconfig tunN create`: no extra reference.
+	IfconfigCreate
+)
+
+// EventKind says what happened to a device.
+type EventKind int
+
+// Device events.
+const (
+	Created EventKind = iota
+	Destroyed
+)
+
+// Event tells listeners about a device of a jail.
+type Event struct {
+	Kind   EventKind
+	Device *Device
+	// Name is the device's node name and Alias the interface name when it
+	// differs (after a rename).
+	Name string
+}
+
+// Listener receives events. It runs with no lock held and must not block
+// for long.
+type Listener func(Event)
+
+// Owner is what a new device's node carries.
+type Owner struct {
+	UID, GID uint32
+	Mode     uint32
+}
+
+// jailState is the driver's state in one jail: FreeBSD's per-VNET cloners.
+type jailState struct {
+	jail     *jails.Jail
+	nl       *netlink.Handle // netlink in the jail's namespace; nil once detached
+	detached bool
+	devices  map[string]*Device // by node name (tun0)
+	limit    int
+}
+
+type unitKey struct {
+	drv   *Driver
+	netns uint64
+}
+
+// Manager owns every device of the daemon.
+type Manager struct {
+	knobs   Knobs
+	nextIno atomic.Uint64
+	logger  *log.Logger
+
+	mu        sync.Mutex // guards the fields below
+	units     map[unitKey]*unitSet
+	jails     map[*jails.Jail]*jailState
+	all       map[*Device]struct{} // every device not yet freed
+	listeners map[*jails.Jail]map[int]Listener
+	nextLis   int
+
+	deregister func()
+}
+
+// NewManager makes a manager and registers its jail remove callback with
+// reg. Call Close to deregister it.
+func NewManager(reg *jails.Registry, logger *log.Logger) *Manager {
+	if logger == nil {
+		logger = log.Default()
+	}
+	m := &Manager{
+		logger:    logger,
+		units:     make(map[unitKey]*unitSet),
+		jails:     make(map[*jails.Jail]*jailState),
+		all:       make(map[*Device]struct{}),
+		listeners: make(map[*jails.Jail]map[int]Listener),
+	}
+	m.knobs.init()
+	// Inode numbers: 1 is the root, and small numbers are left to the
+	// filesystem's own nodes.
+	m.nextIno.Store(1 << 20)
+	m.deregister = reg.RegisterRemove(m.DetachJail)
+	return m
+}
+
+// Close deregisters the remove callback (tun_uninit's osd_jail_deregister).
+// Jails must have been removed first.
+func (m *Manager) Close() {
+	m.deregister()
+}
+
+// Knobs returns the sysctl knobs.
+func (m *Manager) Knobs() *Knobs { return &m.knobs }
+
+func (m *Manager) logf(format string, args ...any) {
+	m.logger.Printf(format, args...)
+}
+
+// SetLimit sets the jail's device limit (0: DefaultDeviceLimit).
+func (m *Manager) SetLimit(j *jails.Jail, limit int) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	js, err := m.jailStateLocked(j)
+	if err != nil {
+		return err
+	}
+	if limit <= 0 {
+		limit = DefaultDeviceLimit
+	}
+	js.limit = limit
+	return nil
+}
+
+// jailStateLocked returns the driver's state for j, creating it on first
+// use. Callers hold m.mu.
+func (m *Manager) jailStateLocked(j *jails.Jail) (*jailState, error) {
+	if js, ok := m.jails[j]; ok {
+		if js.detached {
+			return nil, ErrDetached
+		}
+		return js, nil
+	}
+	if j.State() != jails.Alive {
+		return nil, ErrDetached
+	}
+	nl, err := newLinkHandle(j.Netns())
+	if err != nil {
+		return nil, err
+	}
+	js := &jailState{jail: j, nl: nl, devices: make(map[string]*Device), limit: DefaultDeviceLimit}
+	m.jails[j] = js
+	return js, nil
+}
+
+// Subscribe registers fn for the events of jail j.
+func (m *Manager) Subscribe(j *jails.Jail, fn Listener) (unsubscribe func()) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.nextLis++
+	id := m.nextLis
+	if m.listeners[j] == nil {
+		m.listeners[j] = make(map[int]Listener)
+	}
+	m.listeners[j][id] = fn
+	return func() {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		delete(m.listeners[j], id)
+		if len(m.listeners[j]) == 0 {
+			delete(m.listeners, j)
+		}
+	}
+}
+
+func (m *Manager) emit(j *jails.Jail, ev Event) {
+	m.mu.Lock()
+	var fns []Listener
+	for _, fn := range m.listeners[j] {
+		fns = append(fns, fn)
+	}
+	m.mu.Unlock()
+	for _, fn := range fns {
+		fn(ev)
+	}
+}
+
+// Lookup finds a live device of jail j by node name or interface name.
+func (m *Manager) Lookup(j *jails.Jail, name string) *Device {
+	m.mu.Lock()
+	js, ok := m.jails[j]
+	if !ok || js.detached {
+		m.mu.Unlock()
+		return nil
+	}
+	if d, ok := js.devices[name]; ok {
+		m.mu.Unlock()
+		return d
+	}
+	devs := make([]*Device, 0, len(js.devices))
+	for _, d := range js.devices {
+		devs = append(devs, d)
+	}
+	m.mu.Unlock()
+	for _, d := range devs {
+		if d.Name() == name {
+			return d
+		}
+	}
+	return nil
+}
+
+// Devices returns the live devices of jail j ordered by driver and unit.
+func (m *Manager) Devices(j *jails.Jail) []*Device {
+	m.mu.Lock()
+	js, ok := m.jails[j]
+	var out []*Device
+	if ok {
+		out = make([]*Device, 0, len(js.devices))
+		for _, d := range js.devices {
+			out = append(out, d)
+		}
+	}
+	m.mu.Unlock()
+	sortDevices(out)
+	return out
+}
+
+// All returns every device not yet freed, live or destroyed but still
+// referenced, ordered by jail, driver and unit.
+func (m *Manager) All() []*Device {
+	m.mu.Lock()
+	out := make([]*Device, 0, len(m.all))
+	for d := range m.all {
+		out = append(out, d)
+	}
+	m.mu.Unlock()
+	sortDevices(out)
+	return out
+}
+
+func sortDevices(ds []*Device) {
+	sort.Slice(ds, func(a, b int) bool {
+		x, y := ds[a], ds[b]
+		if x.jail.ID() != y.jail.ID() {
+			return x.jail.ID() < y.jail.ID()
+		}
+		if x.drv != y.drv {
+			return x.drv.Name < y.drv.Name
+		}
+		return x.ino < y.ino
+	})
+}
+
+// UnitsInUse is the number of allocated units, summed over drivers and
+// namespaces.
+func (m *Manager) UnitsInUse() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for _, u := range m.units {
+		n += u.n
+	}
+	return n
+}
+
+// Create makes a device of drv in jail j: unit -1 takes the lowest free
+// unit whose name is not taken, any other unit exactly that one. With
+// DevfsClone the device comes back holding one RefClone reference.
+func (m *Manager) Create(j *jails.Jail, drv *Driver, unit int, origin Origin, owner Owner) (*Device, error) {
+	if unit > MaxUnit || unit < -1 {
+		return nil, fmt.Errorf("create %s%d: %w", drv.Name, unit, ErrUnitRange)
+	}
+	if err := j.Hold(); err != nil {
+		return nil, fmt.Errorf("create %s: %w", drv.Name, ErrDetached)
+	}
+	d, err := m.create(j, drv, unit, origin, owner)
+	if err != nil {
+		j.Release()
+		return nil, err
+	}
+	m.emit(j, Event{Kind: Created, Device: d, Name: d.DevName()})
+	return d, nil
+}
+
+func (m *Manager) create(j *jails.Jail, drv *Driver, unit int, origin Origin, owner Owner) (*Device, error) {
+	what := drv.Name
+	if unit >= 0 {
+		what = drv.UnitName(unit)
+	}
+	from := 0
+	for {
+		m.mu.Lock()
+		js, err := m.jailStateLocked(j)
+		if err != nil {
+			m.mu.Unlock()
+			return nil, fmt.Errorf("create %s in jail %s: %w", what, j.Name(), err)
+		}
+		if len(js.devices) >= js.limit {
+			m.mu.Unlock()
+			return nil, fmt.Errorf("create %s in jail %s: %w (%d devices)", what, j.Name(), ErrLimit, js.limit)
+		}
+		key := unitKey{drv, j.Netns().Ino()}
+		us := m.units[key]
+		if us == nil {
+			us = new(unitSet)
+			m.units[key] = us
+		}
+		u := unit
+		if u < 0 {
+			u = us.lowestFreeFrom(from)
+			if u < 0 {
+				m.mu.Unlock()
+				return nil, fmt.Errorf("create %s in jail %s: %w", what, j.Name(), ErrNoUnits)
+			}
+		} else if us.inUse(u) {
+			m.mu.Unlock()
+			return nil, fmt.Errorf("create %s in jail %s: %w", what, j.Name(), ErrExists)
+		}
+		us.set(u)
+		nl := js.nl
+		m.mu.Unlock()
+
+		d, err := m.newDevice(j, js, nl, drv, u, origin, owner)
+		if err == nil {
+			return d, nil
+		}
+		m.mu.Lock()
+		us.clear(u)
+		m.mu.Unlock()
+		if unit < 0 && errors.Is(err, ErrNameTaken) {
+			// A foreign interface holds the name: skip it, as the bare
+			// name never adopts one.
+			from = u + 1
+			continue
+		}
+		return nil, err
+	}
+}
+
+// newDevice creates the Linux interface for unit u and registers the
+// device. On failure it has closed what it opened; the caller frees u.
+func (m *Manager) newDevice(j *jails.Jail, js *jailState, nl *netlink.Handle, drv *Driver, u int, origin Origin, owner Owner) (*Device, error) {
+	name := drv.UnitName(u)
+	f, err := openTun(j.Netns(), drv, name)
+	if err != nil {
+		return nil, err
+	}
+	idx, err := linkIndex(nl, name)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("create %s: %w", name, err)
+	}
+	d := &Device{
+		drv:     drv,
+		unit:    u,
+		ino:     m.nextIno.Add(1),
+		jail:    j,
+		js:      js,
+		m:       m,
+		created: time.Now(),
+		byFS:    origin == DevfsClone,
+		file:    f,
+		fd:      int(f.Fd()),
+		dying:   make(chan struct{}),
+		name:    name,
+		ifindex: idx,
+		uid:     owner.UID,
+		gid:     owner.GID,
+		mode:    owner.Mode,
+		ready:   make(chan struct{}),
+	}
+	d.idle = sync.NewCond(&d.mu)
+	d.refs[RefNode] = 1
+	if origin == DevfsClone {
+		d.refs[RefClone] = 1
+	}
+	m.mu.Lock()
+	if js.detached {
+		m.mu.Unlock()
+		f.Close()
+		return nil, fmt.Errorf("create %s in jail %s: %w", name, j.Name(), ErrDetached)
+	}
+	js.devices[name] = d
+	m.all[d] = struct{}{}
+	m.mu.Unlock()
+	return d, nil
+}
+
+// DestroyByName destroys the live device of jail j called name (node or
+// interface name): `ifconfig NAME destroy`.
+func (m *Manager) DestroyByName(j *jails.Jail, name string) error {
+	d := m.Lookup(j, name)
+	if d == nil {
+		return fmt.Errorf("destroy %s: %w", name, ErrNoDevice)
+	}
+	return m.Destroy(d)
+}
+
+// Destroy destroys a device (tun_destroy): dying, readers woken, in-flight
+// operations waited for, fd closed, unit freed, jail released, node gone.
+// Destroying a device that is already dying waits for that destroy.
+func (m *Manager) Destroy(d *Device) error {
+	d.mu.Lock()
+	if d.state != devAlive {
+		for d.state == devDying {
+			d.idle.Wait()
+		}
+		d.mu.Unlock()
+		return fmt.Errorf("destroy %s: %w", d.DevName(), ErrNoDevice)
+	}
+	d.state = devDying
+	close(d.dying)
+	for d.busy > 0 {
+		d.idle.Wait()
+	}
+	h := d.open
+	d.mu.Unlock()
+
+	if h != nil {
+		h.markClosed()
+		h.stopWatch()
+	}
+	err := d.file.Close()
+
+	m.mu.Lock()
+	key := unitKey{d.drv, d.jail.Netns().Ino()}
+	m.units[key].clear(d.unit)
+	if js := m.jails[d.jail]; js != nil && js.devices[d.DevName()] == d {
+		delete(js.devices, d.DevName())
+	}
+	m.mu.Unlock()
+
+	d.mu.Lock()
+	d.state = devDead
+	d.idle.Broadcast()
+	d.mu.Unlock()
+	d.jail.Release()
+	m.emit(d.jail, Event{Kind: Destroyed, Device: d, Name: d.DevName()})
+	d.Rel(RefNode)
+	if err != nil {
+		return fmt.Errorf("destroy %s: close: %w", d.DevName(), err)
+	}
+	return nil
+}
+
+// forget drops a destroyed device whose last reference is gone.
+func (m *Manager) forget(d *Device) {
+	m.mu.Lock()
+	delete(m.all, d)
+	m.mu.Unlock()
+}
+
+// DetachJail is the jail remove callback (FreeBSD's tuntap_prison_remove):
+// no more clones in j, and every device cloned there is destroyed, open or
+// busy ones too, so nothing the daemon holds pins the jail's namespace.
+func (m *Manager) DetachJail(j *jails.Jail) {
+	m.mu.Lock()
+	js, ok := m.jails[j]
+	if !ok {
+		// Never used. The jail is dying, so jailStateLocked refuses to
+		// start a clone there from now on.
+		m.mu.Unlock()
+		return
+	}
+	js.detached = true
+	devs := make([]*Device, 0, len(js.devices))
+	for _, d := range js.devices {
+		devs = append(devs, d)
+	}
+	m.mu.Unlock()
+
+	var wg sync.WaitGroup
+	for _, d := range devs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := m.Destroy(d); err != nil && !errors.Is(err, ErrNoDevice) {
+				m.logf("detach jail %s: %v", j.Name(), err)
+			}
+		}()
+	}
+	wg.Wait()
+
+	m.mu.Lock()
+	nl := js.nl
+	js.nl = nil
+	delete(m.jails, j)
+	for k, us := range m.units {
+		if k.netns == j.Netns().Ino() && us.n == 0 {
+			delete(m.units, k)
+		}
+	}
+	m.mu.Unlock()
+	if nl != nil {
+		nl.Close()
+	}
+}
