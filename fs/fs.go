@@ -1,0 +1,644 @@
+// Package fs is the FUSE side of tundevfs: one Mount per device directory,
+// showing one jail's devices. It is the errno boundary: everything below it
+// returns Go errors, and errno() turns them into the values FreeBSD or Linux
+// return in the same case.
+//
+// Contract:
+//   - A lookup of a name that does not exist runs the clone handlers; tunN
+//     resolves to the device node itself. The bare driver names (tun, tap,
+//     vmnet) are symbolic links whose every resolution clones: READLINK
+//     runs the clone and answers the new unit's name, and symlink caching
+//     is off, so each path walk through "tun" (open, stat, readlink) makes
+//     a new device, while lstat of the link itself makes none. This is how
+//     `ls DIR/tun` makes exactly one device although ls looks the name up
+//     twice (stat, then lstat).
+//   - The kernel's lookups of a device node are counted on the device
+//     (driver.RefKernel), one per lookup and dropped by FORGET; a devfs clone's
+//     RefClone is given up before the lookup replies.
+//   - A destroyed device's entry is invalidated in the kernel before Destroy
+//     returns, so no ghost shows in a later ls or stat.
+//   - Device files are opened with FOPEN_DIRECT_IO|FOPEN_STREAM: one packet
+//     per read and write, and a write never waits behind a blocked read.
+//     Every blocked read returns on FUSE interrupt, device destroy and
+//     unmount.
+//
+// Lock order: Mount.mu, then driver locks (driver.Device.mu). Mount.mu is
+// never held while calling the clone handlers, the kernel (notify) or
+// blocking device operations.
+package fs
+
+import (
+	"errors"
+	"fmt"
+	"log"
+	"os"
+	"slices"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+
+	"github.com/tundevfs/tundevfs/clonehandler"
+	"github.com/tundevfs/tundevfs/driver"
+	"github.com/tundevfs/tundevfs/jails"
+)
+
+// Options configure a mount.
+type Options struct {
+	// AllowOther lets users other than the mounter use the mount.
+	AllowOther bool
+	// EntryTimeout is how long the kernel may cache device entries and
+	// attributes; destroy invalidates them at once anyway.
+	EntryTimeout time.Duration
+	Debug        bool
+	Logger       *log.Logger
+}
+
+// nodeKind says what a FUSE node is.
+type nodeKind int
+
+const (
+	dirNode nodeKind = iota
+	devNode
+	linkNode
+)
+
+// node is one FUSE node the kernel knows.
+type node struct {
+	kind    nodeKind
+	dev     *driver.Device // devNode
+	drv     *driver.Driver // linkNode: the driver it clones
+	lookups uint64
+	created time.Time
+}
+
+// linkID is the node ID of the cloning link of driver i: fixed, below the
+// device inode range (driver.Manager starts those at 1<<20).
+func linkID(i int) uint64 { return 2 + uint64(i) }
+
+// Mount is one mounted device directory.
+type Mount struct {
+	fuse.RawFileSystem
+	m      *driver.Manager
+	clones *clonehandler.Registry
+	jail   *jails.Jail
+	dir    string
+	opts   Options
+	logger *log.Logger
+	start  time.Time
+	uid    uint32 // owner of the directory
+	gid    uint32
+
+	server *fuse.Server
+	connID uint32        // the FUSE connection number, for abort
+	done   chan struct{} // closed when the server has stopped
+	unsub  func()
+
+	mu      sync.Mutex // guards the fields below
+	nodes   map[uint64]*node
+	handles map[uint64]*driver.Handle
+	dirs    map[uint64][]fuse.DirEntry
+	nextFh  uint64
+	closed  bool
+}
+
+// MountDir mounts the device directory of jail j at dir and serves it. It
+// returns once the kernel answers on the mount. The mount holds one
+// reference on the jail until it ends.
+func MountDir(m *driver.Manager, clones *clonehandler.Registry, j *jails.Jail, dir string, opts Options) (*Mount, error) {
+	if opts.Logger == nil {
+		opts.Logger = log.Default()
+	}
+	if opts.EntryTimeout == 0 {
+		opts.EntryTimeout = time.Second
+	}
+	if err := j.Hold(); err != nil {
+		return nil, fmt.Errorf("mount %s: %w", dir, err)
+	}
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		j.Release()
+		return nil, fmt.Errorf("mount %s: %w (is the fuse module loaded?)", dir, err)
+	}
+	fs := &Mount{
+		RawFileSystem: fuse.NewDefaultRawFileSystem(),
+		m:             m,
+		clones:        clones,
+		jail:          j,
+		dir:           dir,
+		opts:          opts,
+		logger:        opts.Logger,
+		start:         time.Now(),
+		done:          make(chan struct{}),
+		nodes:         make(map[uint64]*node),
+		handles:       make(map[uint64]*driver.Handle),
+		dirs:          make(map[uint64][]fuse.DirEntry),
+	}
+	fs.nodes[fuse.FUSE_ROOT_ID] = &node{kind: dirNode, lookups: 1, created: fs.start}
+	for i, drv := range driver.Drivers {
+		fs.nodes[linkID(i)] = &node{kind: linkNode, drv: drv, created: fs.start}
+	}
+	fs.unsub = m.Subscribe(j, fs.onEvent)
+	mo := &fuse.MountOptions{
+		AllowOther:         opts.AllowOther,
+		Options:            []string{"default_permissions"},
+		FsName:             "tundevfs",
+		Name:               "tundevfs",
+		DirectMount:        true,
+		DisableXAttrs:      true,
+		DisableReadDirPlus: true,
+		DisableSplice:      true,
+		MaxWrite:           64 << 10,
+		Debug:              opts.Debug,
+		Logger:             opts.Logger,
+	}
+	server, err := fuse.NewServer(fs, dir, mo)
+	if err != nil {
+		fs.unsub()
+		j.Release()
+		return nil, fmt.Errorf("mount %s: %w", dir, err)
+	}
+	fs.server = server
+	go func() {
+		server.Serve()
+		fs.teardown()
+	}()
+	if err := server.WaitMount(); err != nil {
+		server.Unmount()
+		<-fs.done
+		return nil, fmt.Errorf("mount %s: %w", dir, err)
+	}
+	fs.connID = mountConnID(dir)
+	return fs, nil
+}
+
+// Dir is the mount point.
+func (fs *Mount) Dir() string { return fs.dir }
+
+// Jail is the jail whose devices the mount shows.
+func (fs *Mount) Jail() *jails.Jail { return fs.jail }
+
+// Done is closed once the mount is gone (unmounted by us or from outside).
+func (fs *Mount) Done() <-chan struct{} { return fs.done }
+
+// Unmount unmounts and waits until the mount is gone. Open device files
+// do not keep it: their devices are closed and blocked readers return.
+func (fs *Mount) Unmount() error {
+	select {
+	case <-fs.done:
+		return nil
+	default:
+	}
+	err := fs.server.Unmount()
+	if err != nil {
+		// Open files keep the mount busy: detach it and abort the
+		// connection so that every pending request ends.
+		if derr := unix.Unmount(fs.dir, unix.MNT_DETACH); derr != nil {
+			return fmt.Errorf("unmount %s: %w", fs.dir, derr)
+		}
+		if aerr := abortConnection(fs.connID); aerr != nil {
+			fs.logger.Printf("unmount %s: %v", fs.dir, aerr)
+		}
+	}
+	<-fs.done
+	return nil
+}
+
+// teardown runs after the server stops: every handle is closed and every
+// kernel reference given back, as the kernel sends no more FORGETs.
+func (fs *Mount) teardown() {
+	fs.unsub()
+	fs.mu.Lock()
+	fs.closed = true
+	handles := fs.handles
+	fs.handles = map[uint64]*driver.Handle{}
+	nodes := fs.nodes
+	fs.nodes = map[uint64]*node{}
+	fs.mu.Unlock()
+	for _, h := range handles {
+		h.Close()
+	}
+	for _, n := range nodes {
+		if n.kind == devNode {
+			for i := uint64(0); i < n.lookups; i++ {
+				n.dev.Rel(driver.RefKernel)
+			}
+		}
+	}
+	fs.jail.Release()
+	close(fs.done)
+}
+
+// onEvent keeps the kernel's cache honest: a destroyed device's entry is
+// invalidated before Destroy returns.
+func (fs *Mount) onEvent(ev driver.Event) {
+	if ev.Kind != driver.Destroyed {
+		return
+	}
+	fs.mu.Lock()
+	_, known := fs.nodes[ev.Device.Ino()]
+	closed := fs.closed
+	fs.mu.Unlock()
+	if closed {
+		return
+	}
+	if known {
+		fs.server.DeleteNotify(fuse.FUSE_ROOT_ID, ev.Device.Ino(), ev.Name)
+	} else {
+		fs.server.EntryNotify(fuse.FUSE_ROOT_ID, ev.Name)
+	}
+}
+
+// errno turns an error from below into the errno a FreeBSD or Linux caller
+// expects. This is the only place where errors become errnos.
+func errno(err error) fuse.Status {
+	if err == nil {
+		return fuse.OK
+	}
+	var e syscall.Errno
+	switch {
+	case errors.Is(err, driver.ErrBusy):
+		return fuse.Status(syscall.EBUSY)
+	case errors.Is(err, driver.ErrGone), errors.Is(err, driver.ErrDetached):
+		return fuse.Status(syscall.ENXIO)
+	case errors.Is(err, driver.ErrWouldBlock):
+		return fuse.EAGAIN
+	case errors.Is(err, driver.ErrInterrupted):
+		return fuse.EINTR
+	case errors.Is(err, driver.ErrTooBig):
+		return fuse.EIO
+	case errors.Is(err, driver.ErrNotOpen):
+		return fuse.EBADF
+	case errors.Is(err, driver.ErrBadName), errors.Is(err, driver.ErrUnitRange),
+		errors.Is(err, driver.ErrNameTaken), errors.Is(err, driver.ErrNoDevice),
+		errors.Is(err, clonehandler.ErrNoMatch), errors.Is(err, clonehandler.ErrDenied),
+		errors.Is(err, clonehandler.ErrCloningOff):
+		return fuse.ENOENT
+	case errors.Is(err, driver.ErrLimit), errors.Is(err, driver.ErrNoUnits):
+		return fuse.Status(syscall.ENOSPC)
+	case errors.As(err, &e):
+		return fuse.Status(e)
+	}
+	return fuse.EIO
+}
+
+func (fs *Mount) String() string { return "tundevfs" }
+
+// Init implements fuse.RawFileSystem.
+func (fs *Mount) Init(s *fuse.Server) {}
+
+func (fs *Mount) setDirAttr(a *fuse.Attr) {
+	a.Ino = fuse.FUSE_ROOT_ID
+	a.Mode = syscall.S_IFDIR | 0o755
+	a.Nlink = 2
+	a.Owner = fuse.Owner{Uid: fs.uid, Gid: fs.gid}
+	setTimes(a, fs.start)
+}
+
+func setTimes(a *fuse.Attr, t time.Time) {
+	s, ns := uint64(t.Unix()), uint32(t.Nanosecond())
+	a.Atime, a.Mtime, a.Ctime = s, s, s
+	a.Atimensec, a.Mtimensec, a.Ctimensec = ns, ns, ns
+}
+
+func setDevAttr(a *fuse.Attr, d *driver.Device) {
+	uid, gid, mode := d.Owner()
+	a.Ino = d.Ino()
+	a.Mode = syscall.S_IFREG | mode
+	a.Nlink = 1
+	if !d.Alive() {
+		a.Nlink = 0
+	}
+	a.Owner = fuse.Owner{Uid: uid, Gid: gid}
+	a.Blksize = 4096
+	setTimes(a, d.Created())
+}
+
+// setLinkAttr describes a cloning link. Its size is 0: the target is made
+// by each READLINK.
+func setLinkAttr(a *fuse.Attr, id uint64, n *node) {
+	a.Ino = id
+	a.Mode = syscall.S_IFLNK | 0o777
+	a.Nlink = 1
+	setTimes(a, n.created)
+}
+
+// Lookup implements fuse.RawFileSystem: a device resolves, a bare driver
+// name resolves to its cloning link, another driver name clones.
+func (fs *Mount) Lookup(cancel <-chan struct{}, h *fuse.InHeader, name string, out *fuse.EntryOut) fuse.Status {
+	if h.NodeId != fuse.FUSE_ROOT_ID {
+		return fuse.ENOTDIR
+	}
+	if d := fs.m.Lookup(fs.jail, name); d != nil {
+		return fs.replyDev(d, out)
+	}
+	_, unit, ok := driver.ParseName(name)
+	if !ok {
+		return fuse.ENOENT
+	}
+	req := clonehandler.Request{Jail: fs.jail, Name: name, Cred: cred(h)}
+	if unit < 0 {
+		// Only the caller's right to clone is checked here; READLINK
+		// clones. The entry is not cached, so the check runs each time.
+		if err := fs.clones.Permit(req); err != nil {
+			return fs.lookupErr(name, err)
+		}
+		return fs.replyLink(name, out)
+	}
+	d, err := fs.clones.Clone(req)
+	if err != nil {
+		return fs.lookupErr(name, err)
+	}
+	defer d.Rel(driver.RefClone) // consumed by the clone invoker: us
+	return fs.replyDev(d, out)
+}
+
+func cred(h *fuse.InHeader) clonehandler.Cred {
+	return clonehandler.Cred{UID: h.Caller.Uid, GID: h.Caller.Gid, PID: h.Caller.Pid}
+}
+
+func (fs *Mount) lookupErr(name string, err error) fuse.Status {
+	if fs.opts.Debug {
+		fs.logger.Printf("lookup %s: %v", name, err)
+	}
+	return errno(err)
+}
+
+// replyDev answers a lookup with a device node, counting the kernel's
+// lookup on the device.
+func (fs *Mount) replyDev(d *driver.Device, out *fuse.EntryOut) fuse.Status {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if fs.closed {
+		return fuse.ENOENT
+	}
+	if !d.Alive() {
+		return fuse.ENOENT
+	}
+	n, ok := fs.nodes[d.Ino()]
+	if !ok {
+		n = &node{kind: devNode, dev: d}
+		fs.nodes[d.Ino()] = n
+	}
+	n.lookups++
+	d.Ref(driver.RefKernel)
+	out.NodeId = d.Ino()
+	out.SetEntryTimeout(fs.opts.EntryTimeout)
+	out.SetAttrTimeout(fs.opts.EntryTimeout)
+	setDevAttr(&out.Attr, d)
+	return fuse.OK
+}
+
+// replyLink answers a lookup of a bare driver name with its cloning link.
+// The entry may not be cached: the permission check must run every time.
+func (fs *Mount) replyLink(name string, out *fuse.EntryOut) fuse.Status {
+	drv, _, _ := driver.ParseName(name)
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if fs.closed {
+		return fuse.ENOENT
+	}
+	id := linkID(slices.Index(driver.Drivers, drv))
+	n := fs.nodes[id]
+	n.lookups++
+	out.NodeId = id
+	out.SetEntryTimeout(0)
+	out.SetAttrTimeout(0)
+	setLinkAttr(&out.Attr, id, n)
+	return fuse.OK
+}
+
+// Forget implements fuse.RawFileSystem.
+func (fs *Mount) Forget(id, nlookup uint64) {
+	fs.mu.Lock()
+	n, ok := fs.nodes[id]
+	if !ok || id == fuse.FUSE_ROOT_ID {
+		fs.mu.Unlock()
+		return
+	}
+	if nlookup > n.lookups {
+		nlookup = n.lookups
+	}
+	n.lookups -= nlookup
+	if n.lookups == 0 && n.kind == devNode {
+		delete(fs.nodes, id)
+	}
+	fs.mu.Unlock()
+	if n.kind == devNode {
+		for i := uint64(0); i < nlookup; i++ {
+			n.dev.Rel(driver.RefKernel)
+		}
+	}
+}
+
+func (fs *Mount) node(id uint64) *node {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	return fs.nodes[id]
+}
+
+// GetAttr implements fuse.RawFileSystem.
+func (fs *Mount) GetAttr(cancel <-chan struct{}, in *fuse.GetAttrIn, out *fuse.AttrOut) fuse.Status {
+	n := fs.node(in.NodeId)
+	if n == nil {
+		return fuse.ENOENT
+	}
+	switch n.kind {
+	case dirNode:
+		fs.setDirAttr(&out.Attr)
+		out.SetTimeout(fs.opts.EntryTimeout)
+	case devNode:
+		setDevAttr(&out.Attr, n.dev)
+		out.SetTimeout(fs.opts.EntryTimeout)
+	case linkNode:
+		setLinkAttr(&out.Attr, in.NodeId, n)
+	}
+	return fuse.OK
+}
+
+// SetAttr implements fuse.RawFileSystem: chmod and chown of device nodes
+// (the kernel checks permissions); a size change is accepted and ignored so
+// that truncating opens (`echo x > tun0`) work.
+func (fs *Mount) SetAttr(cancel <-chan struct{}, in *fuse.SetAttrIn, out *fuse.AttrOut) fuse.Status {
+	n := fs.node(in.NodeId)
+	if n == nil {
+		return fuse.ENOENT
+	}
+	if n.kind != devNode {
+		if in.Valid&(fuse.FATTR_MODE|fuse.FATTR_UID|fuse.FATTR_GID) != 0 {
+			return fuse.EPERM
+		}
+		return fs.GetAttr(cancel, &fuse.GetAttrIn{InHeader: in.InHeader}, out)
+	}
+	var o driver.Owner
+	var set driver.OwnerSet
+	if in.Valid&fuse.FATTR_MODE != 0 {
+		o.Mode, set.Mode = in.Mode&0o7777, true
+	}
+	if in.Valid&fuse.FATTR_UID != 0 {
+		o.UID, set.UID = in.Uid, true
+	}
+	if in.Valid&fuse.FATTR_GID != 0 {
+		o.GID, set.GID = in.Gid, true
+	}
+	n.dev.SetOwner(o, set)
+	setDevAttr(&out.Attr, n.dev)
+	out.SetTimeout(fs.opts.EntryTimeout)
+	return fuse.OK
+}
+
+// Readlink implements fuse.RawFileSystem: resolving a cloning link clones
+// (tunclone() for the bare name) and answers the new unit's name.
+func (fs *Mount) Readlink(cancel <-chan struct{}, h *fuse.InHeader) ([]byte, fuse.Status) {
+	n := fs.node(h.NodeId)
+	if n == nil || n.kind != linkNode {
+		return nil, fuse.EINVAL
+	}
+	d, err := fs.clones.Clone(clonehandler.Request{Jail: fs.jail, Name: n.drv.Name, Cred: cred(h)})
+	if err != nil {
+		return nil, fs.lookupErr(n.drv.Name, err)
+	}
+	defer d.Rel(driver.RefClone) // consumed by the clone invoker: us
+	return []byte(d.DevName()), fuse.OK
+}
+
+// Access implements fuse.RawFileSystem; default_permissions does the work.
+func (fs *Mount) Access(cancel <-chan struct{}, in *fuse.AccessIn) fuse.Status {
+	return fuse.OK
+}
+
+// OpenDir implements fuse.RawFileSystem: the listing is taken now.
+func (fs *Mount) OpenDir(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
+	if in.NodeId != fuse.FUSE_ROOT_ID {
+		return fuse.ENOTDIR
+	}
+	entries := []fuse.DirEntry{
+		{Name: ".", Mode: syscall.S_IFDIR, Ino: fuse.FUSE_ROOT_ID},
+		{Name: "..", Mode: syscall.S_IFDIR, Ino: fuse.FUSE_ROOT_ID},
+	}
+	for _, d := range fs.m.Devices(fs.jail) {
+		entries = append(entries, fuse.DirEntry{Name: d.DevName(), Mode: syscall.S_IFREG, Ino: d.Ino()})
+	}
+	sort.Slice(entries[2:], func(a, b int) bool { return entries[2+a].Name < entries[2+b].Name })
+	fs.mu.Lock()
+	fs.nextFh++
+	fh := fs.nextFh
+	fs.dirs[fh] = entries
+	fs.mu.Unlock()
+	out.Fh = fh
+	return fuse.OK
+}
+
+// ReadDir implements fuse.RawFileSystem.
+func (fs *Mount) ReadDir(cancel <-chan struct{}, in *fuse.ReadIn, out *fuse.DirEntryList) fuse.Status {
+	fs.mu.Lock()
+	entries := fs.dirs[in.Fh]
+	fs.mu.Unlock()
+	for i := int(in.Offset); i < len(entries); i++ {
+		e := entries[i]
+		e.Off = uint64(i + 1)
+		if !out.AddDirEntry(e) {
+			break
+		}
+	}
+	return fuse.OK
+}
+
+// ReleaseDir implements fuse.RawFileSystem.
+func (fs *Mount) ReleaseDir(in *fuse.ReleaseIn) {
+	fs.mu.Lock()
+	delete(fs.dirs, in.Fh)
+	fs.mu.Unlock()
+}
+
+// Open implements fuse.RawFileSystem (tunopen): exclusive, EBUSY when open,
+// ENXIO when dying.
+func (fs *Mount) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
+	n := fs.node(in.NodeId)
+	if n == nil {
+		return fuse.ENOENT
+	}
+	if n.kind == dirNode {
+		return fuse.EISDIR
+	}
+	if n.kind != devNode {
+		return fuse.EINVAL
+	}
+	h, err := n.dev.Open(int(in.Caller.Pid))
+	if err != nil {
+		return errno(err)
+	}
+	fs.mu.Lock()
+	if fs.closed {
+		fs.mu.Unlock()
+		h.Close()
+		return fuse.Status(syscall.ENXIO)
+	}
+	fs.nextFh++
+	fh := fs.nextFh
+	fs.handles[fh] = h
+	fs.mu.Unlock()
+	out.Fh = fh
+	out.OpenFlags = fuse.FOPEN_DIRECT_IO | fuse.FOPEN_NONSEEKABLE | fuse.FOPEN_STREAM
+	return fuse.OK
+}
+
+func (fs *Mount) handle(fh uint64) *driver.Handle {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	return fs.handles[fh]
+}
+
+// Read implements fuse.RawFileSystem: one packet per read.
+func (fs *Mount) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.ReadResult, fuse.Status) {
+	h := fs.handle(in.Fh)
+	if h == nil {
+		return nil, fuse.EBADF
+	}
+	if int(in.Size) < len(buf) {
+		buf = buf[:in.Size]
+	}
+	n, err := h.Read(cancel, buf, in.Flags&syscall.O_NONBLOCK != 0)
+	if err != nil {
+		return nil, errno(err)
+	}
+	return fuse.ReadResultData(buf[:n]), fuse.OK
+}
+
+// Write implements fuse.RawFileSystem: one packet per write.
+func (fs *Mount) Write(cancel <-chan struct{}, in *fuse.WriteIn, data []byte) (uint32, fuse.Status) {
+	h := fs.handle(in.Fh)
+	if h == nil {
+		return 0, fuse.EBADF
+	}
+	n, err := h.Write(data)
+	if err != nil {
+		return 0, errno(err)
+	}
+	return uint32(n), fuse.OK
+}
+
+// Flush implements fuse.RawFileSystem.
+func (fs *Mount) Flush(cancel <-chan struct{}, in *fuse.FlushIn) fuse.Status {
+	return fuse.OK
+}
+
+// Release implements fuse.RawFileSystem: the last close.
+func (fs *Mount) Release(cancel <-chan struct{}, in *fuse.ReleaseIn) {
+	fs.mu.Lock()
+	h := fs.handles[in.Fh]
+	delete(fs.handles, in.Fh)
+	fs.mu.Unlock()
+	if h != nil {
+		h.Close()
+	}
+}
+
+// StatFs implements fuse.RawFileSystem.
+func (fs *Mount) StatFs(cancel <-chan struct{}, in *fuse.InHeader, out *fuse.StatfsOut) fuse.Status {
+	out.NameLen = driver.IfNameMax
+	out.Bsize = 4096
+	return fuse.OK
+}
