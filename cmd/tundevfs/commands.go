@@ -1,0 +1,304 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+
+	"github.com/tundevfs/tundevfs/daemon"
+	"github.com/tundevfs/tundevfs/fs"
+)
+
+func newDaemonCmd(g *globals) *cobra.Command {
+	var exitIdle, debug bool
+	cmd := &cobra.Command{
+		Use:   "daemon",
+		Short: "run the daemon in the foreground",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runDaemon(g.socket, exitIdle, debug, nil)
+		},
+	}
+	cmd.Flags().BoolVar(&exitIdle, "exit-when-idle", false, "shut down when the last mount is gone")
+	cmd.Flags().BoolVar(&debug, "debug", false, "log every FUSE request")
+	return cmd
+}
+
+// runDaemon runs a daemon until SIGTERM or SIGINT (or idleness); ready, if
+// set, runs once it listens.
+func runDaemon(socket string, exitIdle, debug bool, ready func(*daemon.Daemon) error) error {
+	d, err := daemon.New(daemon.Options{Socket: socket, ExitWhenIdle: exitIdle, Debug: debug})
+	if err != nil {
+		return err
+	}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+	go d.Serve()
+	if ready != nil {
+		if err := ready(d); err != nil {
+			d.Close()
+			return err
+		}
+	}
+	select {
+	case <-sigs:
+		return d.Close()
+	case <-d.Done():
+		return nil
+	}
+}
+
+func newMountCmd(g *globals) *cobra.Command {
+	var jail string
+	var foreground, allowOther bool
+	cmd := &cobra.Command{
+		Use:   "mount [--jail NAME] [--foreground] DIR",
+		Short: "mount a device directory (starts the daemon if none runs)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dir, err := filepath.Abs(args[0])
+			if err != nil {
+				return err
+			}
+			req := daemon.Request{Op: "mount", Dir: dir, Jail: jail, AllowOther: allowOther}
+			running := ping(g.socket)
+			if foreground {
+				if !running {
+					return runDaemon(g.socket, true, false, func(d *daemon.Daemon) error {
+						return d.Mount(jail, dir, fs.Options{AllowOther: allowOther})
+					})
+				}
+				if _, err := daemon.Call(g.socket, req); err != nil {
+					return err
+				}
+				return attach(g.socket, dir)
+			}
+			if !running {
+				if err := spawnDaemon(g.socket); err != nil {
+					return err
+				}
+			}
+			_, err = daemon.Call(g.socket, req)
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&jail, "jail", "", "jail whose devices to show (default host)")
+	cmd.Flags().BoolVar(&foreground, "foreground", false, "stay attached until the mount is gone")
+	cmd.Flags().BoolVar(&allowOther, "allow-other", false, "let other users use the mount")
+	return cmd
+}
+
+// attach waits until the mount at dir is gone; SIGINT or SIGTERM unmount it.
+func attach(socket, dir string) error {
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := daemon.Call(socket, daemon.Request{Op: "wait", Dir: dir})
+		errc <- err
+	}()
+	select {
+	case err := <-errc:
+		return err
+	case <-sigs:
+		_, err := daemon.Call(socket, daemon.Request{Op: "umount", Dir: dir})
+		return err
+	}
+}
+
+func ping(socket string) bool {
+	_, err := daemon.Call(socket, daemon.Request{Op: "ping"})
+	return err == nil
+}
+
+// spawnDaemon starts `tundevfs daemon --exit-when-idle` in its own session
+// and waits until it answers. Its log goes next to the socket.
+func spawnDaemon(socket string) error {
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("start daemon: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(socket), 0o755); err != nil {
+		return fmt.Errorf("start daemon: %w", err)
+	}
+	logPath := strings.TrimSuffix(socket, ".sock") + ".log"
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("start daemon: %w", err)
+	}
+	defer logf.Close()
+	cmd := exec.Command(self, "daemon", "--socket", socket, "--exit-when-idle")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start daemon: %w", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if ping(socket) {
+			return nil
+		}
+		select {
+		case err := <-exited:
+			return fmt.Errorf("start daemon: exited (%v); see %s", err, logPath)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("start daemon: no answer on %s after 10s; see %s", socket, logPath)
+}
+
+func newUmountCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "umount DIR",
+		Short: "unmount a device directory (also a stale one left by a dead daemon)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dir, err := filepath.Abs(args[0])
+			if err != nil {
+				return err
+			}
+			_, err = daemon.Call(g.socket, daemon.Request{Op: "umount", Dir: dir})
+			if err == nil {
+				return nil
+			}
+			if !errors.Is(err, daemon.ErrNoDaemon) && !strings.Contains(err.Error(), "not a tundevfs mount") {
+				return err
+			}
+			// No daemon serves it: a stale mount, or none at all.
+			if !isTundevfsMount(dir) {
+				return fmt.Errorf("umount %s: not a tundevfs mount", dir)
+			}
+			if uerr := unix.Unmount(dir, 0); uerr != nil {
+				if uerr := unix.Unmount(dir, unix.MNT_DETACH); uerr != nil {
+					return fmt.Errorf("umount %s: %w", dir, uerr)
+				}
+			}
+			return nil
+		},
+	}
+}
+
+// isTundevfsMount looks dir up in /proc/self/mountinfo.
+func isTundevfsMount(dir string) bool {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 8 && f[4] == dir && strings.Contains(line, " - fuse.tundevfs ") {
+			return true
+		}
+	}
+	return false
+}
+
+func newIfconfigCmd(g *globals) *cobra.Command {
+	var jail string
+	var cloners bool
+	cmd := &cobra.Command{
+		Use:   "ifconfig [-j JAIL] {tun|tunN} create | NAME destroy | -C",
+		Short: "interface cloning like ifconfig(8)",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if cloners {
+				args = append([]string{"-C"}, args...)
+			}
+			var out any
+			if err := daemon.CallInto(g.socket, daemon.Request{Op: "ifconfig", Jail: jail, Args: args}, &out); err != nil {
+				return err
+			}
+			if s, ok := out.(string); ok && s != "" {
+				fmt.Println(s)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&jail, "jail", "j", "", "jail to act in (default host)")
+	cmd.Flags().BoolVarP(&cloners, "cloners", "C", false, "list the interface cloners")
+	return cmd
+}
+
+func newStatusCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status [--json]",
+		Short: "jails, mounts and devices with their reference counts",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var st daemon.Status
+			if err := daemon.CallInto(g.socket, daemon.Request{Op: "status"}, &st); err != nil {
+				return err
+			}
+			if asJSON {
+				enc := json.NewEncoder(os.Stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(st)
+			}
+			printStatus(st)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func printStatus(st daemon.Status) {
+	fmt.Printf("daemon pid %d: %d goroutines, %d threads, %d fds, %d units in use\n",
+		st.PID, st.Goroutines, st.Threads, st.Fds, st.UnitsInUse)
+	tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "JID\tJAIL\tSTATE\tNETNS\tHOLDS\tDEVICES")
+	for _, j := range st.Jails {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%d\n", j.JID, j.Name, j.State, j.Netns, j.Holds, j.Devices)
+	}
+	tw.Flush()
+	for _, m := range st.Mounts {
+		fmt.Printf("mount %s (jail %s)\n", m.Dir, m.Jail)
+	}
+	if len(st.Devices) == 0 {
+		return
+	}
+	tw = tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "DEVICE\tJAIL\tSTATE\tREFS(node/clone/kernel/open)\tBUSY\tOPEN PID\tORIGIN\tRX\tTX\tDROPS")
+	for _, d := range st.Devices {
+		pid := "-"
+		if d.Open {
+			pid = fmt.Sprint(d.OpenPid)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d (%d/%d/%d/%d)\t%d\t%s\t%s\t%d\t%d\t%d\n", d.Name, d.Jail, d.State,
+			d.Refs.Total, d.Refs.Node, d.Refs.Clone, d.Refs.Kernel, d.Refs.Open, d.Busy, pid, d.Origin,
+			d.RxPackets, d.TxPackets, d.Drops)
+	}
+	tw.Flush()
+}
+
+func newSysctlCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "sysctl [NAME[=VALUE]]...",
+		Short: "read or set the net.link.tun/tap knobs",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var lines []string
+			if err := daemon.CallInto(g.socket, daemon.Request{Op: "sysctl", Args: args}, &lines); err != nil {
+				return err
+			}
+			for _, l := range lines {
+				fmt.Println(l)
+			}
+			return nil
+		},
+	}
+}

@@ -1,0 +1,476 @@
+// Package daemon is the tundevfs daemon: it owns the jail registry, the
+// device manager, the clone handlers and the mounts, and serves the control
+// socket that the CLI talks to (one JSON request and one JSON answer per
+// connection).
+//
+// Contract:
+//   - The host jail is the network namespace the daemon started in.
+//   - Shutdown (Close, SIGTERM, SIGINT) removes every jail, host last: the
+//     driver's remove callback destroys the devices, then the daemon's own
+//     callback unmounts the jail's mounts. Nothing is left behind.
+//   - With ExitWhenIdle the daemon shuts down when its last mount is gone.
+//
+// Lock order: Daemon.mu, then anything below (jails, driver, fs). Daemon.mu
+// is never held while unmounting or removing a jail.
+package daemon
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tundevfs/tundevfs/clonehandler"
+	"github.com/tundevfs/tundevfs/driver"
+	"github.com/tundevfs/tundevfs/fs"
+	"github.com/tundevfs/tundevfs/jails"
+)
+
+// Options configure a daemon.
+type Options struct {
+	Socket       string
+	ExitWhenIdle bool
+	Logger       *log.Logger
+	Debug        bool
+}
+
+// Daemon is a running tundevfs daemon.
+type Daemon struct {
+	opts    Options
+	logger  *log.Logger
+	jails   *jails.Registry
+	devices *driver.Manager
+	clones  *clonehandler.Registry
+	ln      net.Listener
+	unreg   func()
+
+	done     chan struct{} // closed when shutdown is complete
+	stopOnce sync.Once
+	conns    sync.WaitGroup
+
+	mu     sync.Mutex // guards the fields below
+	mounts map[string]*fs.Mount
+	closed bool
+}
+
+// New starts a daemon: it opens the host namespace and listens on the
+// control socket. Serve answers requests.
+func New(opts Options) (*Daemon, error) {
+	if opts.Socket == "" {
+		opts.Socket = DefaultSocket
+	}
+	if opts.Logger == nil {
+		opts.Logger = log.New(os.Stderr, "tundevfs: ", log.LstdFlags)
+	}
+	if _, err := os.Stat("/dev/net/tun"); err != nil {
+		return nil, fmt.Errorf("start daemon: %w (is the tun module loaded?)", err)
+	}
+	host, err := jails.CurrentNetns()
+	if err != nil {
+		return nil, fmt.Errorf("start daemon: %w", err)
+	}
+	ln, err := listen(opts.Socket)
+	if err != nil {
+		host.Close()
+		return nil, err
+	}
+	d := &Daemon{
+		opts:   opts,
+		logger: opts.Logger,
+		jails:  jails.NewRegistry(host, clonehandler.DefaultPolicy()),
+		clones: &clonehandler.Registry{},
+		ln:     ln,
+		done:   make(chan struct{}),
+		mounts: make(map[string]*fs.Mount),
+	}
+	d.devices = driver.NewManager(d.jails, opts.Logger)
+	d.clones.Add(clonehandler.TunTap{M: d.devices})
+	// After the driver's callback: devices first, so blocked readers
+	// return, then the mounts.
+	d.unreg = d.jails.RegisterRemove(d.unmountJail)
+	return d, nil
+}
+
+// listen binds the control socket, replacing a stale one that nothing
+// answers on, and refusing to steal a live one.
+func listen(socket string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(socket), 0o755); err != nil {
+		return nil, fmt.Errorf("listen %s: %w", socket, err)
+	}
+	if c, err := net.DialTimeout("unix", socket, time.Second); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("listen %s: a daemon is already running there", socket)
+	}
+	os.Remove(socket)
+	ln, err := net.Listen("unix", socket)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", socket, err)
+	}
+	if err := os.Chmod(socket, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("listen %s: %w", socket, err)
+	}
+	return ln, nil
+}
+
+// Jails returns the jail registry.
+func (d *Daemon) Jails() *jails.Registry { return d.jails }
+
+// Devices returns the device manager.
+func (d *Daemon) Devices() *driver.Manager { return d.devices }
+
+// Done is closed once the daemon has shut down.
+func (d *Daemon) Done() <-chan struct{} { return d.done }
+
+// Serve answers control requests until the daemon shuts down.
+func (d *Daemon) Serve() {
+	for {
+		c, err := d.ln.Accept()
+		if err != nil {
+			return
+		}
+		d.conns.Add(1)
+		go func() {
+			defer d.conns.Done()
+			d.serveConn(c)
+		}()
+	}
+}
+
+func (d *Daemon) serveConn(c net.Conn) {
+	defer c.Close()
+	line, err := bufio.NewReaderSize(c, 1<<16).ReadBytes('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return
+	}
+	var req Request
+	var resp Response
+	if err := json.Unmarshal(line, &req); err != nil {
+		resp.Error = fmt.Sprintf("bad request: %v", err)
+	} else {
+		data, err := d.handle(req)
+		if err != nil {
+			resp.Error = err.Error()
+		} else {
+			resp.OK = true
+			if data != nil {
+				resp.Data, err = json.Marshal(data)
+				if err != nil {
+					resp.OK, resp.Error = false, err.Error()
+				}
+			}
+		}
+	}
+	b, _ := json.Marshal(resp)
+	c.Write(append(b, '\n'))
+}
+
+// handle runs one request.
+func (d *Daemon) handle(req Request) (any, error) {
+	switch req.Op {
+	case "ping":
+		return os.Getpid(), nil
+	case "mount":
+		return nil, d.Mount(req.Jail, req.Dir, fs.Options{AllowOther: req.AllowOther, Debug: d.opts.Debug})
+	case "umount":
+		return nil, d.Unmount(req.Dir)
+	case "wait":
+		return nil, d.waitMount(req.Dir)
+	case "status":
+		return d.Status(), nil
+	case "ifconfig":
+		return d.ifconfig(req.Jail, req.Args)
+	case "sysctl":
+		return d.sysctl(req.Args)
+	case "stacks":
+		buf := make([]byte, 1<<20)
+		return string(buf[:runtime.Stack(buf, true)]), nil
+	case "shutdown":
+		go d.Close()
+		return nil, nil
+	}
+	return nil, fmt.Errorf("unknown request %q", req.Op)
+}
+
+// jail finds a jail by name; empty means host.
+func (d *Daemon) jail(name string) (*jails.Jail, error) {
+	if name == "" {
+		name = jails.HostName
+	}
+	j, err := d.jails.Get(name)
+	if err != nil {
+		return nil, err
+	}
+	if j.State() != jails.Alive {
+		return nil, fmt.Errorf("jail %s: %w", name, jails.ErrDying)
+	}
+	return j, nil
+}
+
+// Mount mounts jail's device directory at dir.
+func (d *Daemon) Mount(jail, dir string, opts fs.Options) error {
+	if dir == "" || !filepath.IsAbs(dir) {
+		return fmt.Errorf("mount %q: need an absolute directory", dir)
+	}
+	dir = filepath.Clean(dir)
+	if st, err := os.Stat(dir); err != nil {
+		return fmt.Errorf("mount %s: %w", dir, err)
+	} else if !st.IsDir() {
+		return fmt.Errorf("mount %s: not a directory", dir)
+	}
+	j, err := d.jail(jail)
+	if err != nil {
+		return fmt.Errorf("mount %s: %w", dir, err)
+	}
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return fmt.Errorf("mount %s: daemon is shutting down", dir)
+	}
+	if _, ok := d.mounts[dir]; ok {
+		d.mu.Unlock()
+		return fmt.Errorf("mount %s: already mounted", dir)
+	}
+	d.mounts[dir] = nil // reserve
+	d.mu.Unlock()
+
+	opts.Logger = d.logger
+	m, err := fs.MountDir(d.devices, d.clones, j, dir, opts)
+	d.mu.Lock()
+	if err != nil {
+		delete(d.mounts, dir)
+		d.mu.Unlock()
+		return err
+	}
+	d.mounts[dir] = m
+	d.mu.Unlock()
+	go d.watchMount(m)
+	return nil
+}
+
+// watchMount forgets a mount once it is gone, however it went.
+func (d *Daemon) watchMount(m *fs.Mount) {
+	<-m.Done()
+	d.mu.Lock()
+	if d.mounts[m.Dir()] == m {
+		delete(d.mounts, m.Dir())
+	}
+	idle := len(d.mounts) == 0 && !d.closed
+	d.mu.Unlock()
+	if idle && d.opts.ExitWhenIdle {
+		d.logger.Printf("last mount gone; shutting down")
+		go d.Close()
+	}
+}
+
+// Unmount unmounts dir.
+func (d *Daemon) Unmount(dir string) error {
+	dir = filepath.Clean(dir)
+	d.mu.Lock()
+	m := d.mounts[dir]
+	d.mu.Unlock()
+	if m == nil {
+		return fmt.Errorf("umount %s: not a tundevfs mount of this daemon", dir)
+	}
+	return m.Unmount()
+}
+
+func (d *Daemon) waitMount(dir string) error {
+	dir = filepath.Clean(dir)
+	d.mu.Lock()
+	m := d.mounts[dir]
+	d.mu.Unlock()
+	if m == nil {
+		return fmt.Errorf("wait %s: not mounted", dir)
+	}
+	<-m.Done()
+	return nil
+}
+
+// unmountJail is the daemon's jail remove callback: the jail's mounts go.
+func (d *Daemon) unmountJail(j *jails.Jail) {
+	d.mu.Lock()
+	var ms []*fs.Mount
+	for _, m := range d.mounts {
+		if m != nil && m.Jail() == j {
+			ms = append(ms, m)
+		}
+	}
+	d.mu.Unlock()
+	for _, m := range ms {
+		if err := m.Unmount(); err != nil {
+			d.logger.Printf("remove jail %s: %v", j.Name(), err)
+		}
+	}
+}
+
+// Status reports every jail, mount and device with their counts.
+func (d *Daemon) Status() Status {
+	total, readers := goroutines()
+	st := Status{
+		PID:         os.Getpid(),
+		Goroutines:  total,
+		FuseReaders: readers,
+		Fds:         countDir("/proc/self/fd"),
+		Threads:     countDir("/proc/self/task"),
+		UnitsInUse:  d.devices.UnitsInUse(),
+		Jails:       []JailInfo{},
+		Mounts:      []MountInfo{},
+		Devices:     []driver.Info{},
+	}
+	for _, j := range d.jails.List() {
+		st.Jails = append(st.Jails, JailInfo{
+			JID: j.ID(), Name: j.Name(), State: j.State().String(),
+			Netns: j.Netns().Path(), NetnsID: j.Netns().Ino(),
+			Persist: j.Persist(), Holds: j.Holds(), Devices: len(d.devices.Devices(j)),
+		})
+	}
+	d.mu.Lock()
+	for dir, m := range d.mounts {
+		if m != nil {
+			st.Mounts = append(st.Mounts, MountInfo{Dir: dir, Jail: m.Jail().Name()})
+		}
+	}
+	d.mu.Unlock()
+	for _, dev := range d.devices.All() {
+		st.Devices = append(st.Devices, dev.Info())
+	}
+	return st
+}
+
+// goroutines counts all goroutines and, among them, go-fuse's request
+// readers waiting on /dev/fuse: a pool that grows and shrinks with load (up
+// to GOMAXPROCS or more per mount), so leak checks leave them out. Both
+// come from one snapshot.
+func goroutines() (total, fuseReaders int) {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if !strings.HasPrefix(g, "goroutine ") {
+			continue
+		}
+		total++
+		if strings.Contains(g, "fuse.(*fuseFD).readRequest") && strings.Contains(g, "fuse.(*Server).loop") {
+			fuseReaders++
+		}
+	}
+	return total, fuseReaders
+}
+
+func countDir(p string) int {
+	ents, err := os.ReadDir(p)
+	if err != nil {
+		return -1
+	}
+	return len(ents)
+}
+
+// ifconfig runs `ifconfig [-j JAIL] ARGS`: NAME create, NAME destroy, -C.
+func (d *Daemon) ifconfig(jail string, args []string) (any, error) {
+	if len(args) == 1 && args[0] == "-C" {
+		names := make([]string, 0, len(driver.Drivers))
+		for _, drv := range driver.Drivers {
+			names = append(names, drv.Name)
+		}
+		return strings.Join(names, " "), nil
+	}
+	if len(args) != 2 {
+		return nil, fmt.Errorf("ifconfig: usage: ifconfig [-j jail] {tun|tunN} create | NAME destroy | -C")
+	}
+	j, err := d.jail(jail)
+	if err != nil {
+		return nil, fmt.Errorf("ifconfig: %w", err)
+	}
+	switch args[1] {
+	case "create":
+		dev, err := clonehandler.IfconfigCreate(d.devices, j, args[0])
+		if err != nil {
+			return nil, fmt.Errorf("ifconfig: %w", err)
+		}
+		return dev.Name(), nil
+	case "destroy":
+		if err := d.devices.DestroyByName(j, args[0]); err != nil {
+			return nil, fmt.Errorf("ifconfig: %w", err)
+		}
+		return nil, nil
+	}
+	return nil, fmt.Errorf("ifconfig: unknown action %q (create, destroy)", args[1])
+}
+
+// sysctl reads or sets the knobs: no args lists all, NAME reads, NAME=V sets.
+func (d *Daemon) sysctl(args []string) (any, error) {
+	k := d.devices.Knobs()
+	if len(args) == 0 {
+		args = k.Names()
+	}
+	var out []string
+	for _, a := range args {
+		name, val, set := strings.Cut(a, "=")
+		old, err := k.Get(name)
+		if err != nil {
+			return nil, err
+		}
+		if !set {
+			out = append(out, fmt.Sprintf("%s: %d", name, old))
+			continue
+		}
+		if err := k.Set(name, val); err != nil {
+			return nil, err
+		}
+		cur, _ := k.Get(name)
+		out = append(out, fmt.Sprintf("%s: %d -> %d", name, old, cur))
+	}
+	return out, nil
+}
+
+// Close shuts the daemon down: every jail removed (devices destroyed,
+// mounts unmounted), host last; the socket closed. It waits for all of it.
+func (d *Daemon) Close() error {
+	var err error
+	first := false
+	d.stopOnce.Do(func() {
+		first = true
+		d.mu.Lock()
+		d.closed = true
+		d.mu.Unlock()
+		d.ln.Close()
+		err = d.jails.Shutdown()
+		d.unreg()
+		d.devices.Close()
+		// Mounts of no jail left? None should be: every jail's went
+		// with it.
+		d.mu.Lock()
+		var left []*fs.Mount
+		for _, m := range d.mounts {
+			if m != nil {
+				left = append(left, m)
+			}
+		}
+		d.mu.Unlock()
+		for _, m := range left {
+			m.Unmount()
+		}
+		os.Remove(d.opts.Socket)
+		close(d.done)
+	})
+	if !first {
+		<-d.done
+	}
+	return err
+}
