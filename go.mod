@@ -1,0 +1,21 @@
+module github.com/tundevfs/tundevfs
+
+go 1.26.8
+
+require (
+	github.com/hanwen/go-fuse/v2 v2.12.1
+	github.com/spf13/cobra v1.10.2
+	github.com/vishvananda/netlink v1.3.1
+	golang.org/x/sys v0.50.0
+)
+
+require (
+	github.com/inconshreveable/mousetrap v1.1.0 // indirect
+	github.com/spf13/pflag v1.0.9 // indirect
+	github.com/vishvananda/netns v0.0.5 // indirect
+)
+
+// FUSE_POLL support, carried as patches/go-fuse-v2.12.1-poll.patch and
+// applied by scripts/gofuse-patched.sh (make does it). Delete this line once
+// go-fuse has poll upstream.
+replace github.com/hanwen/go-fuse/v2 => ./.build/go-fuse

@@ -1,0 +1,65 @@
+package itest
+
+import (
+	"encoding/binary"
+	"net/netip"
+)
+
+// UDP4 builds an IPv4/UDP packet (UDP checksum 0, allowed for IPv4).
+func UDP4(src, dst netip.Addr, sport, dport uint16, payload []byte) []byte {
+	p := make([]byte, 28+len(payload))
+	p[0] = 0x45
+	binary.BigEndian.PutUint16(p[2:], uint16(len(p)))
+	p[8] = 64 // TTL
+	p[9] = 17 // UDP
+	s, d := src.As4(), dst.As4()
+	copy(p[12:16], s[:])
+	copy(p[16:20], d[:])
+	binary.BigEndian.PutUint16(p[10:], ipChecksum(p[:20]))
+	binary.BigEndian.PutUint16(p[20:], sport)
+	binary.BigEndian.PutUint16(p[22:], dport)
+	binary.BigEndian.PutUint16(p[24:], uint16(8+len(payload)))
+	copy(p[28:], payload)
+	return p
+}
+
+func ipChecksum(h []byte) uint16 {
+	var sum uint32
+	for i := 0; i+1 < len(h); i += 2 {
+		sum += uint32(binary.BigEndian.Uint16(h[i:]))
+	}
+	for sum > 0xffff {
+		sum = sum>>16 + sum&0xffff
+	}
+	return ^uint16(sum)
+}
+
+// Ether wraps an IPv4 packet in an Ethernet frame.
+func Ether(dst, src [6]byte, ipPacket []byte) []byte {
+	f := make([]byte, 14+len(ipPacket))
+	copy(f[0:6], dst[:])
+	copy(f[6:12], src[:])
+	binary.BigEndian.PutUint16(f[12:], 0x0800)
+	copy(f[14:], ipPacket)
+	return f
+}
+
+// UDPPayload returns the payload of an IPv4/UDP packet to dport, or nil.
+func UDPPayload(p []byte, dport uint16) []byte {
+	if len(p) < 28 || p[0]>>4 != 4 || p[9] != 17 {
+		return nil
+	}
+	ihl := int(p[0]&0xf) * 4
+	if len(p) < ihl+8 || binary.BigEndian.Uint16(p[ihl+2:]) != dport {
+		return nil
+	}
+	return p[ihl+8:]
+}
+
+// FrameUDPPayload is UDPPayload for an Ethernet frame.
+func FrameUDPPayload(f []byte, dport uint16) []byte {
+	if len(f) < 14 || binary.BigEndian.Uint16(f[12:]) != 0x0800 {
+		return nil
+	}
+	return UDPPayload(f[14:], dport)
+}
