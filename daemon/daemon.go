@@ -41,6 +41,8 @@ type Options struct {
 	ExitWhenIdle bool
 	Logger       *log.Logger
 	Debug        bool
+	// DeviceLimit is the per-jail device limit (0: driver.DefaultDeviceLimit).
+	DeviceLimit int
 }
 
 // Daemon is a running tundevfs daemon.
@@ -93,6 +95,11 @@ func New(opts Options) (*Daemon, error) {
 		mounts: make(map[string]*fs.Mount),
 	}
 	d.devices = driver.NewManager(d.jails, opts.Logger)
+	if err := d.devices.SetLimit(d.jails.Host(), opts.DeviceLimit); err != nil {
+		ln.Close()
+		host.Close()
+		return nil, fmt.Errorf("start daemon: %w", err)
+	}
 	d.clones.Add(clonehandler.TunTap{M: d.devices})
 	// After the driver's callback: devices first, so blocked readers
 	// return, then the mounts.

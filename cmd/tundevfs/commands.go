@@ -21,24 +21,26 @@ import (
 )
 
 func newDaemonCmd(g *globals) *cobra.Command {
-	var exitIdle, debug bool
+	var opts daemon.Options
 	cmd := &cobra.Command{
 		Use:   "daemon",
 		Short: "run the daemon in the foreground",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runDaemon(g.socket, exitIdle, debug, nil)
+			opts.Socket = g.socket
+			return runDaemon(opts, nil)
 		},
 	}
-	cmd.Flags().BoolVar(&exitIdle, "exit-when-idle", false, "shut down when the last mount is gone")
-	cmd.Flags().BoolVar(&debug, "debug", false, "log every FUSE request")
+	cmd.Flags().BoolVar(&opts.ExitWhenIdle, "exit-when-idle", false, "shut down when the last mount is gone")
+	cmd.Flags().BoolVar(&opts.Debug, "debug", false, "log every FUSE request")
+	cmd.Flags().IntVar(&opts.DeviceLimit, "device-limit", 0, "devices per jail (default 256)")
 	return cmd
 }
 
 // runDaemon runs a daemon until SIGTERM or SIGINT (or idleness); ready, if
 // set, runs once it listens.
-func runDaemon(socket string, exitIdle, debug bool, ready func(*daemon.Daemon) error) error {
-	d, err := daemon.New(daemon.Options{Socket: socket, ExitWhenIdle: exitIdle, Debug: debug})
+func runDaemon(opts daemon.Options, ready func(*daemon.Daemon) error) error {
+	d, err := daemon.New(opts)
 	if err != nil {
 		return err
 	}
@@ -76,7 +78,7 @@ func newMountCmd(g *globals) *cobra.Command {
 			running := ping(g.socket)
 			if foreground {
 				if !running {
-					return runDaemon(g.socket, true, false, func(d *daemon.Daemon) error {
+					return runDaemon(daemon.Options{Socket: g.socket, ExitWhenIdle: true}, func(d *daemon.Daemon) error {
 						return d.Mount(jail, dir, fs.Options{AllowOther: allowOther})
 					})
 				}
