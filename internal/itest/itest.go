@@ -170,9 +170,9 @@ type Daemon struct {
 	exited chan struct{}
 }
 
-// StartDaemon runs `tundevfs daemon` inside ns with a private socket. At
-// cleanup it is stopped with SIGTERM and must exit 0 and leave no mount.
-func StartDaemon(t testing.TB, ns *Netns) *Daemon {
+// StartDaemon runs `tundevfs daemon [args]` inside ns with a private
+// socket. At cleanup it is stopped with SIGTERM and must exit 0.
+func StartDaemon(t testing.TB, ns *Netns, args ...string) *Daemon {
 	t.Helper()
 	bin := Binary(t)
 	sockDir, err := os.MkdirTemp("", "tundevfs-sock-")
@@ -180,7 +180,7 @@ func StartDaemon(t testing.TB, ns *Netns) *Daemon {
 		t.Fatal(err)
 	}
 	d := &Daemon{Socket: filepath.Join(sockDir, "t.sock"), Bin: bin, Netns: ns, Log: new(bytes.Buffer), exited: make(chan struct{})}
-	d.Cmd = ns.Command(bin, "--socket", d.Socket, "daemon")
+	d.Cmd = ns.Command(bin, append([]string{"--socket", d.Socket, "daemon"}, args...)...)
 	d.Cmd.Stdout, d.Cmd.Stderr = d.Log, d.Log
 	if err := d.Cmd.Start(); err != nil {
 		t.Fatal(err)
