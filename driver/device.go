@@ -82,6 +82,8 @@ type Device struct {
 
 	readyMu sync.Mutex    // guards ready
 	ready   chan struct{} // closed (and replaced) when the fd may be readable
+
+	ioc ioctlState // what the ioctls set (ioctl.go)
 }
 
 // Handle is the open state of a device (exclusive: one at a time).
@@ -113,6 +115,9 @@ type Info struct {
 	RxPackets uint64 `json:"rx_packets"`
 	TxPackets uint64 `json:"tx_packets"`
 	Drops     uint64 `json:"drops"`
+	// Modes are the modes the ioctls and ifconfig set: ifhead, lmode,
+	// transient, link0, vnethdr=N, pointopoint, broadcast.
+	Modes []string `json:"modes,omitempty"`
 }
 
 // Refs is the reference count of a device, by kind.
@@ -198,6 +203,7 @@ func (d *Device) Info() Info {
 		IfIndex: d.ifindex, State: d.state.String(), Refs: r, Busy: d.busy,
 		Open: d.open != nil, OpenPid: d.openPid, Origin: origin,
 		RxPackets: d.rxPackets.Load(), TxPackets: d.txPackets.Load(), Drops: d.drops.Load(),
+		Modes: d.modeNames(),
 	}
 }
 
@@ -290,6 +296,7 @@ func (d *Device) Open(pid int) (*Handle, error) {
 
 	// Packets queued while the device was closed are stale: drop them.
 	d.drain()
+	d.openIoctlState()
 	if d.drv.Flags&L2 != 0 && d.m.Knobs().TapUpOnOpen() {
 		if err := linkSetUp(d.js.nl, d.ifindex); err != nil {
 			d.m.logf("%v", err)
@@ -405,7 +412,8 @@ func (h *Handle) Read(cancel <-chan struct{}, buf []byte, nonblock bool) (int, e
 }
 
 // readPacket reads one packet without blocking, dropping the packets a
-// reader must not see (IPv6 on a tun without IFHEAD).
+// reader must not see (IPv6 on a tun without IFHEAD), in the form the
+// reader's mode asks for (ifhead.go).
 func (d *Device) readPacket(buf []byte) (int, error) {
 	for {
 		scratch := getBuf()
@@ -415,13 +423,12 @@ func (d *Device) readPacket(buf []byte) (int, error) {
 			return 0, err
 		}
 		pkt := (*scratch)[:n]
-		if !d.drv.IsL2() && (n == 0 || pkt[0]>>4 != 4) {
-			// tunoutput(): without IFHEAD only AF_INET reaches the reader.
+		if !d.delivers(pkt) {
 			d.drops.Add(1)
 			putBuf(scratch)
 			continue
 		}
-		c := copy(buf, pkt)
+		c := d.frame(buf, pkt)
 		putBuf(scratch)
 		d.rxPackets.Add(1)
 		return c, nil
@@ -430,7 +437,8 @@ func (d *Device) readPacket(buf []byte) (int, error) {
 
 // Write sends one packet into the network stack (tunwrite). A packet larger
 // than the MRU is ErrTooBig; an empty write writes nothing; a write to an
-// interface that is down is accepted and dropped, as FreeBSD does.
+// interface that is down is accepted and dropped, as FreeBSD does. The
+// packet is framed as the device's mode says (ifhead.go).
 func (h *Handle) Write(data []byte) (int, error) {
 	d := h.dev
 	if err := d.enter(h); err != nil {
@@ -440,30 +448,30 @@ func (h *Handle) Write(data []byte) (int, error) {
 	if len(data) == 0 {
 		return 0, nil
 	}
-	if len(data) > MRU {
+	if len(data) > d.mru() {
 		return 0, fmt.Errorf("write %s: %d bytes: %w", d.DevName(), len(data), ErrTooBig)
 	}
-	if !d.drv.IsL2() && data[0]>>4 != 4 {
-		// Without IFHEAD the family is AF_INET; anything else is dropped
-		// by IP input on FreeBSD, after the write succeeded.
-		d.drops.Add(1)
-		return len(data), nil
-	}
-	n, err := unix.Write(d.fd, data)
+	dropped, err := d.send(data)
 	if err != nil {
-		if errors.Is(err, unix.EIO) && !linkIsUp(d.js.nl, d.ifindex) {
+		if (errors.Is(err, unix.EIO) || errors.Is(err, ErrNoFamily) || errors.Is(err, ErrShort)) &&
+			!linkIsUp(d.js.nl, d.ifindex) {
 			d.drops.Add(1)
 			return len(data), nil // "ignore silently"
 		}
 		return 0, fmt.Errorf("write %s: %w", d.DevName(), err)
 	}
+	if dropped {
+		d.drops.Add(1)
+		return len(data), nil
+	}
 	d.txPackets.Add(1)
-	return n, nil
+	return len(data), nil
 }
 
 // Close ends the open (tunclose, on last close): queued packets are dropped,
-// a tun and a tap are brought down and lose their addresses, a vmnet keeps
-// its state.
+// a tun and a tap are brought down and lose their addresses, a vmnet (and a
+// tap with link0) keeps its state, the virtio-net header goes off, and a
+// transient device is destroyed.
 func (h *Handle) Close() {
 	d := h.dev
 	h.once.Do(func() {
@@ -477,12 +485,14 @@ func (h *Handle) Close() {
 		d.mu.Unlock()
 		if alive {
 			d.drain()
-			if d.drv.Flags&VMNET == 0 {
+			if !d.keepsStateOnClose() {
 				if err := linkDownAndPurge(d.js.nl, d.ifindex); err != nil {
 					d.m.logf("close %s: %v", d.DevName(), err)
 				}
 			}
+			d.closeIoctlState()
 			d.exit()
+			d.transientClose()
 		}
 		d.mu.Lock()
 		if d.open == h {
@@ -513,7 +523,7 @@ func (h *Handle) stopWatch() {
 func (h *Handle) Device() *Device { return h.dev }
 
 var bufPool = sync.Pool{New: func() any {
-	b := make([]byte, 65536)
+	b := make([]byte, scratchSize)
 	return &b
 }}
 

@@ -21,12 +21,24 @@
 //     gone, answering ENXIO (ErrGone) meanwhile.
 //   - The manager registers a jail remove callback that detaches the jail's
 //     cloners and destroys every device cloned there, open or busy ones too.
+//   - The tun/tap ioctls (ioctl.go, FreeBSD's tunioctl()) act on the open
+//     handle and change the real interface where Linux has the thing (MTU,
+//     IFF_MULTICAST, flags, offloads) and the device otherwise (IFHEAD,
+//     link-layer mode, transient, link0, baudrate, remote MAC). The data
+//     path frames packets as the modes say (ifhead.go). Last close resets
+//     the virtio-net header and destroys a transient device; a tap with
+//     link0 keeps its state like a vmnet.
+//   - A tap's real fd carries a 12-byte virtio-net header (IFF_VNET_HDR can
+//     only be chosen at TUNSETIFF); TAPSVNETHDR decides how much of it the
+//     reader and writer see. A tap's MAC is derived from host, jail and
+//     name, so it is the same every time.
 //
 // Errors are Go errors wrapping the sentinels of errors.go or a unix.Errno;
 // the fs package turns them into errnos.
 //
-// Lock order: Manager.mu, then Device.mu. Device.readyMu is a leaf. No lock is
-// held while calling into netlink, the kernel's tun driver or listeners.
+// Lock order: Manager.mu, then Device.mu. Device.readyMu and
+// Device.ioc.mu are leaves. No lock is held while calling into netlink, the
+// kernel's tun driver or listeners.
 package driver
 
 import (

@@ -34,4 +34,24 @@ var (
 	ErrTooBig = errors.New("packet larger than MRU")
 	// ErrNotOpen: the handle is closed (EBADF).
 	ErrNotOpen = errors.New("device not open")
+
+	// ErrNoIoctl: the request is not one this driver answers (ENOTTY,
+	// tunioctl()'s default case).
+	ErrNoIoctl = errors.New("inappropriate ioctl for device")
+	// ErrInvalid: an ioctl argument out of range (EINVAL).
+	ErrInvalid = errors.New("invalid argument")
+	// ErrIfUp: TUNSIFMODE while the interface is up (EBUSY, tunioctl()).
+	ErrIfUp = errors.New("interface is up")
+	// ErrWrongType: TUNSIFINFO with another interface type (EPROTOTYPE,
+	// tunioctl()).
+	ErrWrongType = errors.New("interface type mismatch")
+	// ErrNoFamily: an IFHEAD write with an address family the tun does not
+	// carry (EAFNOSUPPORT, tunwrite_l3()).
+	ErrNoFamily = errors.New("address family not supported")
+	// ErrShort: an IFHEAD write too short to hold the family (ENOBUFS,
+	// tunwrite_l3()'s failed m_pullup()).
+	ErrShort = errors.New("packet shorter than its address family")
+	// ErrPerm: the caller lacks the privilege a request needs (EPERM,
+	// TUNSTRANSIENT's PRIV_NET_IFDESTROY).
+	ErrPerm = errors.New("operation not permitted")
 )

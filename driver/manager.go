@@ -73,6 +73,7 @@ type Manager struct {
 	knobs   Knobs
 	nextIno atomic.Uint64
 	logger  *log.Logger
+	debug   atomic.Int32 // TUNSDEBUG level, one for all devices (tundebug)
 
 	mu        sync.Mutex // guards the fields below
 	units     map[unitKey]*unitSet
@@ -351,6 +352,12 @@ func (m *Manager) newDevice(j *jails.Jail, js *jailState, nl *netlink.Handle, dr
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("create %s: %w", name, err)
+	}
+	if drv.IsL2() {
+		if err := initTap(int(f.Fd()), nl, idx, stableMAC(j.Name(), name)); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("create %s: %w", name, err)
+		}
 	}
 	d := &Device{
 		drv:     drv,

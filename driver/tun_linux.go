@@ -38,7 +38,9 @@ func openTun(ns *jails.Netns, drv *Driver, name string) (*os.File, error) {
 	}
 	flags := uint16(unix.IFF_TUN | unix.IFF_NO_PI | unix.IFF_TUN_EXCL)
 	if drv.IsL2() {
-		flags = unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_TUN_EXCL
+		// The virtio-net header can be chosen only here (ioctl.go:
+		// setVnetHdr).
+		flags = unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_VNET_HDR | unix.IFF_TUN_EXCL
 	}
 	ifr.SetUint16(flags)
 	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {

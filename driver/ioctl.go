@@ -1,0 +1,489 @@
+package driver
+
+import (
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tundevfs/tundevfs/ioctls"
+)
+
+// This file holds what FreeBSD's tunioctl() (sys/net/if_tuntap.c) changes on
+// a device, and the operations behind each request. The fs package decodes
+// the request, checks which driver answers it and its argument size, and
+// maps the errors below to errnos; the values here are Linux's (IFF_* flags,
+// address families), as ioctls/README.md publishes them.
+
+// Mode bits: FreeBSD's tun_flags bits that the ioctls set, plus link0,
+// which FreeBSD keeps in if_flags and Linux does not have.
+const (
+	modeIfHead    uint32 = 1 << iota // TUN_IFHEAD: a 4-byte family before every packet
+	modeLMode                        // TUN_LMODE: a sockaddr before every packet read
+	modeTransient                    // TUN_TRANSIENT: the last close destroys the device
+	modeLink0                        // IFF_LINK0: a tap keeps its state on last close
+)
+
+// Virtio-net header lengths (TAPSVNETHDR): struct virtio_net_hdr and struct
+// virtio_net_hdr_mrg_rxbuf.
+const (
+	vnetHdrLen      = 10
+	vnetHdrMrgRxbuf = 12
+)
+
+// Limits of the ioctl arguments.
+const (
+	minMTU       = 72     // if.c: ifhwioctl() refuses a smaller SIOCSIFMTU
+	vmioFlagMask = 0x0fff // TUN_VMIO_FLAG_MASK
+)
+
+// vmioSettable are the flags VMIO_SIOCSIFFLAGS may change: FreeBSD keeps
+// the low 12 bits minus IFF_CANTCHANGE (broadcast, pointopoint, running,
+// promisc, allmulti, ...), and of what is left Linux lets userland change
+// debug, notrailers and noarp; up is forced on.
+const vmioSettable = unix.IFF_UP | unix.IFF_DEBUG | unix.IFF_NOTRAILERS | unix.IFF_NOARP
+
+// ioctlState is the part of a device the ioctls set.
+type ioctlState struct {
+	// mode holds the mode bits; it is written under mu and read without
+	// a lock by the data path.
+	mode atomic.Uint32
+	// vhdr is the virtio-net header length readers and writers see
+	// (TAPSVNETHDR): 0, 10 or 12. The kernel side is always 12 bytes.
+	vhdr atomic.Int32
+
+	mu       sync.Mutex // serialises mode changes; guards the fields below. A leaf: nothing is locked while it is held
+	remote   [6]byte    // tun_ether: the remote side's MAC (SIOC[GS]IFADDR on a tap)
+	baudrate int32      // if_baudrate, which Linux does not have
+	ifmode   int        // the last TUNSIFMODE value, 0 if none
+}
+
+func (s *ioctlState) has(bit uint32) bool { return s.mode.Load()&bit != 0 }
+
+// setMode sets and clears mode bits in one step.
+func (s *ioctlState) setMode(set, clear uint32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mode.Store(s.mode.Load()&^clear | set)
+}
+
+// modeNames describes the modes for status output.
+func (d *Device) modeNames() []string {
+	var out []string
+	m := d.ioc.mode.Load()
+	for _, b := range []struct {
+		bit  uint32
+		name string
+	}{{modeIfHead, "ifhead"}, {modeLMode, "lmode"}, {modeTransient, "transient"}, {modeLink0, "link0"}} {
+		if m&b.bit != 0 {
+			out = append(out, b.name)
+		}
+	}
+	if v := d.ioc.vhdr.Load(); v != 0 {
+		out = append(out, fmt.Sprintf("vnethdr=%d", v))
+	}
+	d.ioc.mu.Lock()
+	switch d.ioc.ifmode &^ unix.IFF_MULTICAST {
+	case unix.IFF_POINTOPOINT:
+		out = append(out, "pointopoint")
+	case unix.IFF_BROADCAST:
+		out = append(out, "broadcast")
+	}
+	d.ioc.mu.Unlock()
+	return out
+}
+
+// ifType is the if_type TUNGIFINFO reports (if_tuntap.c: tuncreate()).
+func (d *Device) ifType() uint8 {
+	if d.drv.IsL2() {
+		return ioctls.IFT_ETHER
+	}
+	return ioctls.IFT_PPP
+}
+
+// keepsStateOnClose says whether the last close leaves the interface up
+// with its addresses (if_tuntap.c: tundtor()): a vmnet always, a tap with
+// link0.
+func (d *Device) keepsStateOnClose() bool {
+	return d.drv.Flags&VMNET != 0 || (d.drv.IsL2() && d.ioc.has(modeLink0))
+}
+
+// openIoctlState runs at open (tunopen()): a tap's remote MAC starts as the
+// interface's own.
+func (d *Device) openIoctlState() {
+	if !d.drv.IsL2() {
+		return
+	}
+	l, err := d.js.nl.LinkByIndex(d.ifindex)
+	if err != nil {
+		d.m.logf("open %s: %v", d.DevName(), err)
+		return
+	}
+	d.ioc.mu.Lock()
+	copy(d.ioc.remote[:], l.Attrs().HardwareAddr)
+	d.ioc.mu.Unlock()
+}
+
+// closeIoctlState runs at the last close (tundtor()): the virtio-net
+// header is switched off.
+func (d *Device) closeIoctlState() {
+	if d.drv.IsL2() && d.ioc.vhdr.Load() != 0 {
+		if err := d.setVnetHdr(0); err != nil {
+			d.m.logf("close %s: %v", d.DevName(), err)
+		}
+	}
+}
+
+// transientClose destroys a transient device at its last close (tundtor()
+// with TUN_TRANSIENT). The caller has ended its busy section.
+func (d *Device) transientClose() {
+	if !d.ioc.has(modeTransient) {
+		return
+	}
+	d.m.debugf("close %s: transient, destroying", d.DevName())
+	if err := d.m.Destroy(d); err != nil {
+		d.m.debugf("close %s: %v", d.DevName(), err)
+	}
+}
+
+// syncName records the interface's current name.
+func (d *Device) syncName(name string) {
+	d.mu.Lock()
+	d.name = name
+	d.mu.Unlock()
+}
+
+// ifIndex returns the interface index.
+func (d *Device) ifIndex() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.ifindex
+}
+
+// SetLink0 sets or clears link0 (`ifconfig tap0 link0`): a tap with link0
+// keeps its state on last close, as on FreeBSD. Linux has no IFF_LINK0, so
+// the flag lives here and shows in status.
+func (d *Device) SetLink0(on bool) error {
+	if err := d.enter(nil); err != nil {
+		return fmt.Errorf("link0 %s: %w", d.DevName(), err)
+	}
+	defer d.exit()
+	if on {
+		d.ioc.setMode(modeLink0, 0)
+	} else {
+		d.ioc.setMode(0, modeLink0)
+	}
+	return nil
+}
+
+// Link0 reports whether link0 is set.
+func (d *Device) Link0() bool { return d.ioc.has(modeLink0) }
+
+// SetDebug sets the driver's debug level (tundebug): one for all devices.
+// A level above 0 logs ioctls, renames and transient destroys.
+func (m *Manager) SetDebug(level int) { m.debug.Store(int32(level)) }
+
+// Debug returns the debug level.
+func (m *Manager) Debug() int { return int(m.debug.Load()) }
+
+func (m *Manager) debugf(format string, args ...any) {
+	if m.debug.Load() > 0 {
+		m.logger.Printf(format, args...)
+	}
+}
+
+// do runs fn as an operation of the open handle h: ErrGone once the device
+// is dying, ErrNotOpen when h is not the open handle, and the error
+// prefixed with op and the device name.
+func (h *Handle) do(op string, fn func(d *Device) error) error {
+	d := h.dev
+	if err := d.enter(h); err != nil {
+		return fmt.Errorf("%s %s: %w", op, d.DevName(), err)
+	}
+	defer d.exit()
+	if err := fn(d); err != nil {
+		return fmt.Errorf("%s %s: %w", op, d.DevName(), err)
+	}
+	d.m.debugf("%s %s: ok", op, d.DevName())
+	return nil
+}
+
+func requireL3(d *Device) error {
+	if d.drv.IsL2() {
+		return ErrNoIoctl
+	}
+	return nil
+}
+
+func requireL2(d *Device) error {
+	if !d.drv.IsL2() {
+		return ErrNoIoctl
+	}
+	return nil
+}
+
+// SetIfHead switches IFHEAD mode (TUNSIFHEAD), which clears link-layer
+// mode.
+func (h *Handle) SetIfHead(on bool) error {
+	return h.do("TUNSIFHEAD", func(d *Device) error {
+		if err := requireL3(d); err != nil {
+			return err
+		}
+		if on {
+			d.ioc.setMode(modeIfHead, modeLMode)
+		} else {
+			d.ioc.setMode(0, modeIfHead)
+		}
+		return nil
+	})
+}
+
+// IfHead reports IFHEAD mode (TUNGIFHEAD).
+func (h *Handle) IfHead() (on bool, err error) {
+	err = h.do("TUNGIFHEAD", func(d *Device) error {
+		on = d.ioc.has(modeIfHead)
+		return requireL3(d)
+	})
+	return on, err
+}
+
+// SetLinkMode switches link-layer mode (TUNSLMODE), which clears IFHEAD:
+// every packet read starts with the struct sockaddr_in of its destination.
+func (h *Handle) SetLinkMode(on bool) error {
+	return h.do("TUNSLMODE", func(d *Device) error {
+		if err := requireL3(d); err != nil {
+			return err
+		}
+		if on {
+			d.ioc.setMode(modeLMode, modeIfHead)
+		} else {
+			d.ioc.setMode(0, modeLMode)
+		}
+		return nil
+	})
+}
+
+// SetIfMode sets a tun's mode (TUNSIFMODE): IFF_POINTOPOINT or
+// IFF_BROADCAST, optionally with IFF_MULTICAST; ErrIfUp while the interface
+// is up, ErrInvalid for anything else. Linux keeps IFF_POINTOPOINT and
+// IFF_BROADCAST of a tun fixed, so the mode is recorded (status shows it)
+// and IFF_MULTICAST is applied to the interface.
+func (h *Handle) SetIfMode(flags int) error {
+	return h.do("TUNSIFMODE", func(d *Device) error {
+		if err := requireL3(d); err != nil {
+			return err
+		}
+		if linkIsUp(d.js.nl, d.ifindex) {
+			return ErrIfUp
+		}
+		switch flags &^ unix.IFF_MULTICAST {
+		case unix.IFF_POINTOPOINT, unix.IFF_BROADCAST:
+		default:
+			return fmt.Errorf("mode %#x: %w", flags, ErrInvalid)
+		}
+		if err := linkSetMulticast(d.js.nl, d.ifindex, flags&unix.IFF_MULTICAST != 0); err != nil {
+			return err
+		}
+		d.ioc.mu.Lock()
+		d.ioc.ifmode = flags
+		d.ioc.mu.Unlock()
+		return nil
+	})
+}
+
+// SetPID makes pid the device's owning process (TUNSIFPID).
+func (h *Handle) SetPID(pid int) error {
+	return h.do("TUNSIFPID", func(d *Device) error {
+		if err := requireL3(d); err != nil {
+			return err
+		}
+		d.mu.Lock()
+		d.openPid = pid
+		d.mu.Unlock()
+		return nil
+	})
+}
+
+// SetInfo sets MTU and baudrate (TUNSIFINFO). The type must be the
+// interface's own (ErrWrongType). A changed MTU is set on the Linux
+// interface; below 72 it is ErrInvalid as in ifhwioctl(), and Linux's own
+// limits answer for the rest.
+func (h *Handle) SetInfo(ti ioctls.TunInfo) error {
+	return h.do("TUNSIFINFO", func(d *Device) error {
+		if ti.Type != d.ifType() {
+			return fmt.Errorf("type %d, interface has %d: %w", ti.Type, d.ifType(), ErrWrongType)
+		}
+		l, err := d.js.nl.LinkByIndex(d.ifindex)
+		if err != nil {
+			return fmt.Errorf("find link %d: %w", d.ifindex, err)
+		}
+		if l.Attrs().MTU != int(ti.MTU) {
+			if ti.MTU < minMTU {
+				return fmt.Errorf("mtu %d: %w", ti.MTU, ErrInvalid)
+			}
+			if err := d.js.nl.LinkSetMTU(l, int(ti.MTU)); err != nil {
+				return fmt.Errorf("set mtu %d: %w", ti.MTU, err)
+			}
+		}
+		d.ioc.mu.Lock()
+		d.ioc.baudrate = ti.Baudrate
+		d.ioc.mu.Unlock()
+		return nil
+	})
+}
+
+// Info returns MTU (the Linux interface's), type and baudrate (TUNGIFINFO).
+func (h *Handle) Info() (ti ioctls.TunInfo, err error) {
+	err = h.do("TUNGIFINFO", func(d *Device) error {
+		l, err := d.js.nl.LinkByIndex(d.ifindex)
+		if err != nil {
+			return fmt.Errorf("find link %d: %w", d.ifindex, err)
+		}
+		ti.MTU = uint16(min(l.Attrs().MTU, 0xffff))
+		ti.Type = d.ifType()
+		d.ioc.mu.Lock()
+		ti.Baudrate = d.ioc.baudrate
+		d.ioc.mu.Unlock()
+		return nil
+	})
+	return ti, err
+}
+
+// IfName returns the interface's current name as the kernel has it
+// (TUNGIFNAME, TAPGIFNAME).
+func (h *Handle) IfName() (name string, err error) {
+	err = h.do("TUNGIFNAME", func(d *Device) error {
+		l, err := d.js.nl.LinkByIndex(d.ifindex)
+		if err != nil {
+			return fmt.Errorf("find link %d: %w", d.ifindex, err)
+		}
+		name = l.Attrs().Name
+		d.syncName(name)
+		return nil
+	})
+	return name, err
+}
+
+// SetTransient makes the last close destroy the device, or not
+// (TUNSTRANSIENT, TAPSTRANSIENT). FreeBSD asks for PRIV_NET_IFDESTROY; the
+// caller says whether the requester has it.
+func (h *Handle) SetTransient(on, privileged bool) error {
+	return h.do("TUNSTRANSIENT", func(d *Device) error {
+		if !privileged {
+			return ErrPerm
+		}
+		if on {
+			d.ioc.setMode(modeTransient, 0)
+		} else {
+			d.ioc.setMode(0, modeTransient)
+		}
+		return nil
+	})
+}
+
+// SetDebug sets the driver's debug level through an open device
+// (TUNSDEBUG).
+func (h *Handle) SetDebug(level int) error {
+	return h.do("TUNSDEBUG", func(d *Device) error {
+		d.m.SetDebug(level)
+		return nil
+	})
+}
+
+// Debug returns the driver's debug level (TUNGDEBUG).
+func (h *Handle) Debug() (level int, err error) {
+	err = h.do("TUNGDEBUG", func(d *Device) error {
+		level = d.m.Debug()
+		return nil
+	})
+	return level, err
+}
+
+// SetVnetHdr sets a tap's virtio-net header length (TAPSVNETHDR): 0, 10 or
+// 12, else ErrInvalid. See setVnetHdr for what it does on Linux.
+func (h *Handle) SetVnetHdr(n int) error {
+	return h.do("TAPSVNETHDR", func(d *Device) error {
+		if err := requireL2(d); err != nil {
+			return err
+		}
+		if n != 0 && n != vnetHdrLen && n != vnetHdrMrgRxbuf {
+			return fmt.Errorf("length %d: %w", n, ErrInvalid)
+		}
+		return d.setVnetHdr(n)
+	})
+}
+
+// VnetHdr returns a tap's virtio-net header length (TAPGVNETHDR).
+func (h *Handle) VnetHdr() (n int, err error) {
+	err = h.do("TAPGVNETHDR", func(d *Device) error {
+		n = int(d.ioc.vhdr.Load())
+		return requireL2(d)
+	})
+	return n, err
+}
+
+// setVnetHdr is tun_vnethdr_set(). A tap's real fd always carries a 12-byte
+// virtio-net header (it is created with IFF_VNET_HDR, which Linux lets one
+// choose only at TUNSETIFF); the data path shows readers and writers the
+// first n bytes of it, or none. A non-zero n also offers the offloads the
+// header describes (checksum, TSO) to the kernel with TUNSETOFFLOAD, as
+// FreeBSD adds TAP_VNET_HDR_CAPS to the capabilities; 0 withdraws them, so
+// that no partial checksum reaches a reader that cannot see the header.
+func (d *Device) setVnetHdr(n int) error {
+	if err := setTapOffload(d.fd, n != 0); err != nil {
+		return err
+	}
+	d.ioc.vhdr.Store(int32(n))
+	return nil
+}
+
+// SetRemoteMAC sets the remote side's MAC of a tap (SIOCSIFADDR on a tap
+// device, published as TAPSIFADDR).
+func (h *Handle) SetRemoteMAC(mac net.HardwareAddr) error {
+	return h.do("TAPSIFADDR", func(d *Device) error {
+		if err := requireL2(d); err != nil {
+			return err
+		}
+		if len(mac) != 6 {
+			return fmt.Errorf("mac %v: %w", mac, ErrInvalid)
+		}
+		d.ioc.mu.Lock()
+		copy(d.ioc.remote[:], mac)
+		d.ioc.mu.Unlock()
+		return nil
+	})
+}
+
+// RemoteMAC returns the remote side's MAC of a tap (SIOCGIFADDR on a tap
+// device, published as TAPGIFADDR).
+func (h *Handle) RemoteMAC() (mac net.HardwareAddr, err error) {
+	err = h.do("TAPGIFADDR", func(d *Device) error {
+		if err := requireL2(d); err != nil {
+			return err
+		}
+		d.ioc.mu.Lock()
+		mac = net.HardwareAddr(append([]byte(nil), d.ioc.remote[:]...))
+		d.ioc.mu.Unlock()
+		return nil
+	})
+	return mac, err
+}
+
+// SetVMIOFlags sets a tap's interface flags the VMware way
+// (VMIO_SIOCSIFFLAGS): of the low 12 bits, those FreeBSD and Linux both let
+// change (debug, notrailers, noarp) are applied, and IFF_UP is forced on.
+func (h *Handle) SetVMIOFlags(flags int) error {
+	return h.do("VMIO_SIOCSIFFLAGS", func(d *Device) error {
+		if err := requireL2(d); err != nil {
+			return err
+		}
+		want := flags&vmioFlagMask&vmioSettable | unix.IFF_UP
+		l, err := d.js.nl.LinkByIndex(d.ifindex)
+		if err != nil {
+			return fmt.Errorf("find link %d: %w", d.ifindex, err)
+		}
+		return setIfFlags(d.jail.Netns(), l.Attrs().Name, vmioSettable, want)
+	})
+}
