@@ -28,6 +28,9 @@
 //     path frames packets as the modes say (ifhead.go). Last close resets
 //     the virtio-net header and destroys a transient device; a tap with
 //     link0 keeps its state like a vmnet.
+//   - Every jail's driver state follows interface renames in its namespace
+//     with a netlink socket (rename_linux.go, FreeBSD's tunrename()) and
+//     emits Renamed; the socket is closed when the jail's cloners detach.
 //   - A tap's real fd carries a 12-byte virtio-net header (IFF_VNET_HDR can
 //     only be chosen at TUNSETIFF); TAPSVNETHDR decides how much of it the
 //     reader and writer see. A tap's MAC is derived from host, jail and

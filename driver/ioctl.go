@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tundevfs/tundevfs/ioctls"
+	"github.com/tundevfs/tundevfs/jails"
 )
 
 // This file holds what FreeBSD's tunioctl() (sys/net/if_tuntap.c) changes on
@@ -180,6 +181,16 @@ func (d *Device) SetLink0(on bool) error {
 
 // Link0 reports whether link0 is set.
 func (d *Device) Link0() bool { return d.ioc.has(modeLink0) }
+
+// SetLink0ByName is `ifconfig NAME link0|-link0` in jail j, NAME being a
+// node or interface name.
+func (m *Manager) SetLink0ByName(j *jails.Jail, name string, on bool) error {
+	d := m.Resolve(j, name)
+	if d == nil {
+		return fmt.Errorf("link0 %s: %w", name, ErrNoDevice)
+	}
+	return d.SetLink0(on)
+}
 
 // SetDebug sets the driver's debug level (tundebug): one for all devices.
 // A level above 0 logs ioctls, renames and transient destroys.

@@ -33,6 +33,8 @@ type EventKind int
 const (
 	Created EventKind = iota
 	Destroyed
+	// Renamed: the interface got another name (FreeBSD's tunrename()).
+	Renamed
 )
 
 // Event tells listeners about a device of a jail.
@@ -40,8 +42,11 @@ type Event struct {
 	Kind   EventKind
 	Device *Device
 	// Name is the device's node name and Alias the interface name when it
-	// differs (after a rename).
-	Name string
+	// differs (after a rename); for Renamed, OldAlias is the name it had
+	// before when that differed from Name. Empty when there is none.
+	Name     string
+	Alias    string
+	OldAlias string
 }
 
 // Listener receives events. It runs with no lock held and must not block
@@ -58,6 +63,7 @@ type Owner struct {
 type jailState struct {
 	jail     *jails.Jail
 	nl       *netlink.Handle // netlink in the jail's namespace; nil once detached
+	watch    *renameWatch    // follows interface renames in the namespace; nil once detached
 	detached bool
 	devices  map[string]*Device // by node name (tun0)
 	limit    int
@@ -151,6 +157,10 @@ func (m *Manager) jailStateLocked(j *jails.Jail) (*jailState, error) {
 		return nil, err
 	}
 	js := &jailState{jail: j, nl: nl, devices: make(map[string]*Device), limit: DefaultDeviceLimit}
+	if js.watch, err = startRenameWatch(m, js); err != nil {
+		nl.Close()
+		return nil, err
+	}
 	m.jails[j] = js
 	return js, nil
 }
@@ -398,7 +408,7 @@ func (m *Manager) newDevice(j *jails.Jail, js *jailState, nl *netlink.Handle, dr
 // DestroyByName destroys the live device of jail j called name (node or
 // interface name): `ifconfig NAME destroy`.
 func (m *Manager) DestroyByName(j *jails.Jail, name string) error {
-	d := m.Lookup(j, name)
+	d := m.Resolve(j, name)
 	if d == nil {
 		return fmt.Errorf("destroy %s: %w", name, ErrNoDevice)
 	}
@@ -444,7 +454,7 @@ func (m *Manager) Destroy(d *Device) error {
 	d.idle.Broadcast()
 	d.mu.Unlock()
 	d.jail.Release()
-	m.emit(d.jail, Event{Kind: Destroyed, Device: d, Name: d.DevName()})
+	m.emit(d.jail, Event{Kind: Destroyed, Device: d, Name: d.DevName(), Alias: d.alias()})
 	d.Rel(RefNode)
 	if err != nil {
 		return fmt.Errorf("destroy %s: close: %w", d.DevName(), err)
@@ -491,8 +501,8 @@ func (m *Manager) DetachJail(j *jails.Jail) {
 	wg.Wait()
 
 	m.mu.Lock()
-	nl := js.nl
-	js.nl = nil
+	nl, w := js.nl, js.watch
+	js.nl, js.watch = nil, nil
 	delete(m.jails, j)
 	for k, us := range m.units {
 		if k.netns == j.Netns().Ino() && us.n == 0 {
@@ -500,6 +510,9 @@ func (m *Manager) DetachJail(j *jails.Jail) {
 		}
 	}
 	m.mu.Unlock()
+	if w != nil {
+		w.stop()
+	}
 	if nl != nil {
 		nl.Close()
 	}
