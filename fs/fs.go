@@ -21,6 +21,9 @@
 //     per read and write, and a write never waits behind a blocked read.
 //     Every blocked read returns on FUSE interrupt, device destroy and
 //     unmount.
+//   - FreeBSD's tun/tap ioctls arrive through FUSE's restricted ioctl and
+//     are decoded by ioctls.Table (ioctl.go): ENOTTY for what a device does
+//     not answer, EINVAL for bad sizes and values.
 //
 // Lock order: Mount.mu, then driver locks (driver.Device.mu). Mount.mu is
 // never held while calling the clone handlers, the kernel (notify) or
@@ -43,6 +46,7 @@ import (
 
 	"github.com/tundevfs/tundevfs/clonehandler"
 	"github.com/tundevfs/tundevfs/driver"
+	"github.com/tundevfs/tundevfs/ioctls"
 	"github.com/tundevfs/tundevfs/jails"
 )
 
@@ -278,6 +282,20 @@ func errno(err error) fuse.Status {
 		return fuse.ENOENT
 	case errors.Is(err, driver.ErrLimit), errors.Is(err, driver.ErrNoUnits):
 		return fuse.Status(syscall.ENOSPC)
+	case errors.Is(err, driver.ErrNoIoctl):
+		return fuse.Status(syscall.ENOTTY)
+	case errors.Is(err, driver.ErrInvalid), errors.Is(err, ioctls.ErrBadValue):
+		return fuse.EINVAL
+	case errors.Is(err, driver.ErrIfUp):
+		return fuse.Status(syscall.EBUSY)
+	case errors.Is(err, driver.ErrWrongType):
+		return fuse.Status(syscall.EPROTOTYPE)
+	case errors.Is(err, driver.ErrNoFamily):
+		return fuse.Status(syscall.EAFNOSUPPORT)
+	case errors.Is(err, driver.ErrShort):
+		return fuse.Status(syscall.ENOBUFS)
+	case errors.Is(err, driver.ErrPerm):
+		return fuse.EPERM
 	case errors.As(err, &e):
 		return fuse.Status(e)
 	}
@@ -566,7 +584,7 @@ func (fs *Mount) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut
 	if n.kind != devNode {
 		return fuse.EINVAL
 	}
-	h, err := n.dev.Open(int(in.Caller.Pid))
+	h, err := n.dev.Open(processID(in.Caller.Pid))
 	if err != nil {
 		return errno(err)
 	}
