@@ -24,6 +24,8 @@
 //   - FreeBSD's tun/tap ioctls arrive through FUSE's restricted ioctl and
 //     are decoded by ioctls.Table (ioctl.go): ENOTTY for what a device does
 //     not answer, EINVAL for bad sizes and values.
+//   - A renamed interface shows as an alias symlink beside its node
+//     (alias.go); renames and destroys invalidate the alias's entries.
 //
 // Lock order: Mount.mu, then driver locks (driver.Device.mu). Mount.mu is
 // never held while calling the clone handlers, the kernel (notify) or
@@ -68,12 +70,13 @@ const (
 	dirNode nodeKind = iota
 	devNode
 	linkNode
+	aliasNode // a renamed interface's alias (alias.go)
 )
 
 // node is one FUSE node the kernel knows.
 type node struct {
 	kind    nodeKind
-	dev     *driver.Device // devNode
+	dev     *driver.Device // devNode, aliasNode
 	drv     *driver.Driver // linkNode: the driver it clones
 	lookups uint64
 	created time.Time
@@ -238,6 +241,9 @@ func (fs *Mount) teardown() {
 // onEvent keeps the kernel's cache honest: a destroyed device's entry is
 // invalidated before Destroy returns.
 func (fs *Mount) onEvent(ev driver.Event) {
+	if ev.Kind == driver.Renamed || (ev.Kind == driver.Destroyed && ev.Alias != "") {
+		fs.onAliasEvent(ev)
+	}
 	if ev.Kind != driver.Destroyed {
 		return
 	}
@@ -349,7 +355,10 @@ func (fs *Mount) Lookup(cancel <-chan struct{}, h *fuse.InHeader, name string, o
 	if h.NodeId != fuse.FUSE_ROOT_ID {
 		return fuse.ENOTDIR
 	}
-	if d := fs.m.Lookup(fs.jail, name); d != nil {
+	if d := fs.m.Resolve(fs.jail, name); d != nil {
+		if name != d.DevName() {
+			return fs.replyAlias(d, out)
+		}
 		return fs.replyDev(d, out)
 	}
 	_, unit, ok := driver.ParseName(name)
@@ -440,7 +449,7 @@ func (fs *Mount) Forget(id, nlookup uint64) {
 		nlookup = n.lookups
 	}
 	n.lookups -= nlookup
-	if n.lookups == 0 && n.kind == devNode {
+	if n.lookups == 0 && (n.kind == devNode || n.kind == aliasNode) {
 		delete(fs.nodes, id)
 	}
 	fs.mu.Unlock()
@@ -472,6 +481,9 @@ func (fs *Mount) GetAttr(cancel <-chan struct{}, in *fuse.GetAttrIn, out *fuse.A
 		out.SetTimeout(fs.opts.EntryTimeout)
 	case linkNode:
 		setLinkAttr(&out.Attr, in.NodeId, n)
+	case aliasNode:
+		setAliasAttr(&out.Attr, in.NodeId, n.dev)
+		out.SetTimeout(fs.opts.EntryTimeout)
 	}
 	return fuse.OK
 }
@@ -511,6 +523,12 @@ func (fs *Mount) SetAttr(cancel <-chan struct{}, in *fuse.SetAttrIn, out *fuse.A
 // (tunclone() for the bare name) and answers the new unit's name.
 func (fs *Mount) Readlink(cancel <-chan struct{}, h *fuse.InHeader) ([]byte, fuse.Status) {
 	n := fs.node(h.NodeId)
+	if n != nil && n.kind == aliasNode {
+		if !n.dev.Alive() {
+			return nil, fuse.ENOENT
+		}
+		return []byte(n.dev.DevName()), fuse.OK
+	}
 	if n == nil || n.kind != linkNode {
 		return nil, fuse.EINVAL
 	}
@@ -536,9 +554,11 @@ func (fs *Mount) OpenDir(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.Open
 		{Name: ".", Mode: syscall.S_IFDIR, Ino: fuse.FUSE_ROOT_ID},
 		{Name: "..", Mode: syscall.S_IFDIR, Ino: fuse.FUSE_ROOT_ID},
 	}
-	for _, d := range fs.m.Devices(fs.jail) {
+	devs := fs.m.Devices(fs.jail)
+	for _, d := range devs {
 		entries = append(entries, fuse.DirEntry{Name: d.DevName(), Mode: syscall.S_IFREG, Ino: d.Ino()})
 	}
+	entries = append(entries, aliasEntries(devs)...)
 	sort.Slice(entries[2:], func(a, b int) bool { return entries[2+a].Name < entries[2+b].Name })
 	fs.mu.Lock()
 	fs.nextFh++
