@@ -398,7 +398,7 @@ func (d *Daemon) ifconfig(jail string, args []string) (any, error) {
 		return strings.Join(names, " "), nil
 	}
 	if len(args) != 2 {
-		return nil, fmt.Errorf("ifconfig: usage: ifconfig [-j jail] {tun|tunN} create | NAME destroy | -C")
+		return nil, fmt.Errorf("ifconfig: usage: ifconfig [-j jail] {tun|tunN} create | NAME destroy | NAME [-]link0 | -C")
 	}
 	j, err := d.jail(jail)
 	if err != nil {
@@ -416,8 +416,15 @@ func (d *Daemon) ifconfig(jail string, args []string) (any, error) {
 			return nil, fmt.Errorf("ifconfig: %w", err)
 		}
 		return nil, nil
+	case "link0", "-link0":
+		// Linux has no IFF_LINK0: the device keeps it (a tap with link0
+		// keeps its state on last close).
+		if err := d.devices.SetLink0ByName(j, args[0], args[1] == "link0"); err != nil {
+			return nil, fmt.Errorf("ifconfig: %w", err)
+		}
+		return nil, nil
 	}
-	return nil, fmt.Errorf("ifconfig: unknown action %q (create, destroy)", args[1])
+	return nil, fmt.Errorf("ifconfig: unknown action %q (create, destroy, link0, -link0)", args[1])
 }
 
 // sysctl reads or sets the knobs: no args lists all, NAME reads, NAME=V sets.

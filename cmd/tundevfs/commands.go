@@ -214,7 +214,7 @@ func newIfconfigCmd(g *globals) *cobra.Command {
 	var jail string
 	var cloners bool
 	cmd := &cobra.Command{
-		Use:   "ifconfig [-j JAIL] {tun|tunN} create | NAME destroy | -C",
+		Use:   "ifconfig [-j JAIL] {tun|tunN} create | NAME destroy | NAME link0 | NAME -link0 | -C",
 		Short: "interface cloning like ifconfig(8)",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if cloners {
@@ -232,6 +232,8 @@ func newIfconfigCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().StringVarP(&jail, "jail", "j", "", "jail to act in (default host)")
 	cmd.Flags().BoolVarP(&cloners, "cloners", "C", false, "list the interface cloners")
+	// Flags end at the interface name, so that "-link0" is an argument.
+	cmd.Flags().SetInterspersed(false)
 	return cmd
 }
 

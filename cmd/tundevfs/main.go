@@ -45,6 +45,7 @@ func newRootCmd() *cobra.Command {
 		newIfconfigCmd(g),
 		newStatusCmd(g),
 		newSysctlCmd(g),
+		newIoctlCmd(),
 	)
 	return root
 }
