@@ -310,6 +310,9 @@ func rawRequests(t *testing.T, c client) {
 		{"an unknown 't' request", ioctls.IOW('t', 120, 4), unix.ENOTTY},
 		{"another group", ioctls.IOR('x', 1, 4), unix.ENOTTY},
 		{"FreeBSD's own TUNSIFHEAD", freebsdTUNSIFHEAD, unix.ENOTTY},
+		// What FUSE leaves no way to serve (README, "FUSE limits").
+		{"FIOSETOWN", 0x8901, unix.ENOTTY}, // <asm-generic/sockios.h>
+		{"TIOCSPGRP", unix.TIOCSPGRP, unix.ENOTTY},
 	} {
 		got, can := c.raw(t, r.req)
 		if can && got != r.want {
