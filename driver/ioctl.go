@@ -205,19 +205,19 @@ func (m *Manager) debugf(format string, args ...any) {
 	}
 }
 
-// do runs fn as an operation of the open handle h: ErrGone once the device
-// is dying, ErrNotOpen when h is not the open handle, and the error
-// prefixed with op and the device name.
-func (h *Handle) do(op string, fn func(d *Device) error) error {
+// do runs fn as the ioctl req of the open handle h: ErrGone once the
+// device is dying, ErrNotOpen when h is not the open handle, and errors
+// prefixed "ioctl REQ DEVICE:".
+func (h *Handle) do(req string, fn func(d *Device) error) error {
 	d := h.dev
 	if err := d.enter(h); err != nil {
-		return fmt.Errorf("%s %s: %w", op, d.DevName(), err)
+		return fmt.Errorf("ioctl %s %s: %w", req, d.DevName(), err)
 	}
 	defer d.exit()
 	if err := fn(d); err != nil {
-		return fmt.Errorf("%s %s: %w", op, d.DevName(), err)
+		return fmt.Errorf("ioctl %s %s: %w", req, d.DevName(), err)
 	}
-	d.m.debugf("%s %s: ok", op, d.DevName())
+	d.m.debugf("ioctl %s %s: ok", req, d.DevName())
 	return nil
 }
 
