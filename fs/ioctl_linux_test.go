@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -13,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tundevfs/tundevfs/daemon"
 	"github.com/tundevfs/tundevfs/driver"
 	"github.com/tundevfs/tundevfs/internal/itest"
 	"github.com/tundevfs/tundevfs/ioctls"
@@ -204,8 +206,12 @@ func TestIoctlSurface(t *testing.T) {
 			if after.UnitsInUse != 0 {
 				t.Errorf("units in use: %d", after.UnitsInUse)
 			}
-			if !itest.WaitFor(func() bool { return e.d.Status(t).Fds == base.Fds }) {
+			if !itest.WaitFor(func() bool { return e.d.Status(t).Fds <= base.Fds }) {
 				t.Errorf("daemon fds %d -> %d", base.Fds, e.d.Status(t).Fds)
+			}
+			own := func(st daemon.Status) int { return st.Goroutines - st.FuseReaders }
+			if !itest.WaitFor(func() bool { return own(e.d.Status(t)) <= own(base) }) {
+				t.Errorf("daemon goroutines (not counting FUSE readers) %d -> %d", own(base), own(e.d.Status(t)))
 			}
 			if links := e.ns.Links(t); !slices.Equal(links, []string{"lo"}) {
 				t.Errorf("interfaces left: %v", links)
@@ -538,6 +544,21 @@ func waitGone(t *testing.T, e *env, name string) {
 		return !there && !e.listed(t, name)
 	}) {
 		t.Fatalf("%s still there after the last close of a transient device", name)
+	}
+}
+
+// TestIoctlAfterDestroy: a destroyed device answers ENXIO, like FreeBSD's
+// dead cdevsw.
+func TestIoctlAfterDestroy(t *testing.T) {
+	e := newEnv(t)
+	fd := e.open(t, "tun", 0)
+	name := devName(t, fd)
+	e.cli(t, "ifconfig", name, "destroy")
+	if _, err := ioctls.GetIfHead(fd); !errors.Is(err, unix.ENXIO) {
+		t.Fatalf("TUNGIFHEAD on a destroyed device: %v, want ENXIO", err)
+	}
+	if err := ioctls.SetInfo(fd, ioctls.TunInfo{MTU: 1400, Type: ioctls.IFT_PPP}); !errors.Is(err, unix.ENXIO) {
+		t.Fatalf("TUNSIFINFO on a destroyed device: %v, want ENXIO", err)
 	}
 }
 
