@@ -474,6 +474,15 @@ func (d *Daemon) Close() error {
 			m.Unmount()
 		}
 		os.Remove(d.opts.Socket)
+		// Let answers in flight (the umount that made us idle) reach
+		// their clients before the process exits.
+		flushed := make(chan struct{})
+		go func() { d.conns.Wait(); close(flushed) }()
+		select {
+		case <-flushed:
+		case <-time.After(5 * time.Second):
+			d.logger.Printf("shutdown: control connections still open after 5s")
+		}
 		close(d.done)
 	})
 	if !first {
