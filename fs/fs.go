@@ -53,8 +53,11 @@ type Options struct {
 	// EntryTimeout is how long the kernel may cache device entries and
 	// attributes; destroy invalidates them at once anyway.
 	EntryTimeout time.Duration
-	Debug        bool
-	Logger       *log.Logger
+	// StdDevices adds null, zero, full, random, urandom, tty and the fd
+	// links, for a jail's /dev; the mount then allows device nodes.
+	StdDevices bool
+	Debug      bool
+	Logger     *log.Logger
 }
 
 // nodeKind says what a FUSE node is.
@@ -64,6 +67,7 @@ const (
 	dirNode nodeKind = iota
 	devNode
 	linkNode
+	stdNode
 )
 
 // node is one FUSE node the kernel knows.
@@ -71,6 +75,7 @@ type node struct {
 	kind    nodeKind
 	dev     *driver.Device // devNode
 	drv     *driver.Driver // linkNode: the driver it clones
+	std     int            // stdNode: index in stdDevs
 	lookups uint64
 	created time.Time
 }
@@ -140,6 +145,11 @@ func MountDir(m *driver.Manager, clones *clonehandler.Registry, j *jails.Jail, d
 	for i, drv := range driver.Drivers {
 		fs.nodes[linkID(i)] = &node{kind: linkNode, drv: drv, created: fs.start}
 	}
+	if opts.StdDevices {
+		for i := range stdDevs {
+			fs.nodes[stdDevID(i)] = &node{kind: stdNode, std: i, created: fs.start}
+		}
+	}
 	fs.unsub = m.Subscribe(j, fs.onEvent)
 	mo := &fuse.MountOptions{
 		AllowOther:         opts.AllowOther,
@@ -151,6 +161,7 @@ func MountDir(m *driver.Manager, clones *clonehandler.Registry, j *jails.Jail, d
 		DisableReadDirPlus: true,
 		DisableSplice:      true,
 		MaxWrite:           64 << 10,
+		DirectMountFlags:   mountFlags(opts),
 		Debug:              opts.Debug,
 		Logger:             opts.Logger,
 	}
@@ -172,6 +183,14 @@ func MountDir(m *driver.Manager, clones *clonehandler.Registry, j *jails.Jail, d
 	}
 	fs.connID = mountConnID(dir)
 	return fs, nil
+}
+
+// mountFlags: nosuid always; nodev unless the mount shows real devices.
+func mountFlags(opts Options) uintptr {
+	if opts.StdDevices {
+		return syscall.MS_NOSUID
+	}
+	return syscall.MS_NOSUID | syscall.MS_NODEV
 }
 
 // Dir is the mount point.
@@ -334,6 +353,9 @@ func (fs *Mount) Lookup(cancel <-chan struct{}, h *fuse.InHeader, name string, o
 	if d := fs.m.Lookup(fs.jail, name); d != nil {
 		return fs.replyDev(d, out)
 	}
+	if i := fs.stdDevIndex(name); i >= 0 {
+		return fs.replyStd(i, out)
+	}
 	_, unit, ok := driver.ParseName(name)
 	if !ok {
 		return fuse.ENOENT
@@ -388,6 +410,21 @@ func (fs *Mount) replyDev(d *driver.Device, out *fuse.EntryOut) fuse.Status {
 	out.SetEntryTimeout(fs.opts.EntryTimeout)
 	out.SetAttrTimeout(fs.opts.EntryTimeout)
 	setDevAttr(&out.Attr, d)
+	return fuse.OK
+}
+
+// replyStd answers a lookup of a standard device node.
+func (fs *Mount) replyStd(i int, out *fuse.EntryOut) fuse.Status {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if fs.closed {
+		return fuse.ENOENT
+	}
+	fs.nodes[stdDevID(i)].lookups++
+	out.NodeId = stdDevID(i)
+	out.SetEntryTimeout(fs.opts.EntryTimeout)
+	out.SetAttrTimeout(fs.opts.EntryTimeout)
+	setStdDevAttr(&out.Attr, i, fs)
 	return fuse.OK
 }
 
@@ -454,6 +491,9 @@ func (fs *Mount) GetAttr(cancel <-chan struct{}, in *fuse.GetAttrIn, out *fuse.A
 		out.SetTimeout(fs.opts.EntryTimeout)
 	case linkNode:
 		setLinkAttr(&out.Attr, in.NodeId, n)
+	case stdNode:
+		setStdDevAttr(&out.Attr, n.std, fs)
+		out.SetTimeout(fs.opts.EntryTimeout)
 	}
 	return fuse.OK
 }
@@ -493,6 +533,9 @@ func (fs *Mount) SetAttr(cancel <-chan struct{}, in *fuse.SetAttrIn, out *fuse.A
 // (tunclone() for the bare name) and answers the new unit's name.
 func (fs *Mount) Readlink(cancel <-chan struct{}, h *fuse.InHeader) ([]byte, fuse.Status) {
 	n := fs.node(h.NodeId)
+	if n != nil && n.kind == stdNode && stdDevs[n.std].target != "" {
+		return []byte(stdDevs[n.std].target), fuse.OK
+	}
 	if n == nil || n.kind != linkNode {
 		return nil, fuse.EINVAL
 	}
@@ -520,6 +563,11 @@ func (fs *Mount) OpenDir(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.Open
 	}
 	for _, d := range fs.m.Devices(fs.jail) {
 		entries = append(entries, fuse.DirEntry{Name: d.DevName(), Mode: syscall.S_IFREG, Ino: d.Ino()})
+	}
+	if fs.opts.StdDevices {
+		for i, sd := range stdDevs {
+			entries = append(entries, fuse.DirEntry{Name: sd.name, Mode: stdDevMode(i), Ino: stdDevID(i)})
+		}
 	}
 	sort.Slice(entries[2:], func(a, b int) bool { return entries[2+a].Name < entries[2+b].Name })
 	fs.mu.Lock()
