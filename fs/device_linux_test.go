@@ -131,7 +131,14 @@ var (
 func (e *env) setup(t *testing.T, drv string, subnet int) *link {
 	t.Helper()
 	fd := e.open(t, drv, 0)
-	l := &link{name: devName(t, fd), fd: fd, l2: drv != "tun",
+	return e.configure(t, drv, devName(t, fd), fd, subnet)
+}
+
+// configure gives the device name of driver drv (open as fd, or -1 when
+// the test reads it otherwise) the addresses of setup and brings it up.
+func (e *env) configure(t *testing.T, drv, name string, fd, subnet int) *link {
+	t.Helper()
+	l := &link{name: name, fd: fd, l2: drv != "tun",
 		local: fmt.Sprintf("10.9.%d.1", subnet), remote: fmt.Sprintf("10.9.%d.2", subnet)}
 	if l.l2 {
 		l.mac, l.peerMAC = localMAC, remoteMAC
