@@ -38,7 +38,8 @@ type Status struct {
 	PID        int `json:"pid"`
 	Goroutines int `json:"goroutines"`
 	// FuseReaders is the part of Goroutines that is go-fuse's pool of
-	// idle request readers.
+	// idle request readers (and its Serve goroutine once that waits for
+	// them).
 	FuseReaders int           `json:"fuse_readers"`
 	Fds         int           `json:"fds"`
 	Threads     int           `json:"threads"`

@@ -82,6 +82,11 @@ type Device struct {
 
 	readyMu sync.Mutex    // guards ready
 	ready   chan struct{} // closed (and replaced) when the fd may be readable
+
+	// Poll support (poll.go).
+	stashMu  sync.Mutex // guards stash and stashLen; held across fd reads
+	stash    *[]byte    // a packet Poll read from the fd, which Read returns first
+	stashLen int
 }
 
 // Handle is the open state of a device (exclusive: one at a time).
@@ -94,6 +99,10 @@ type Handle struct {
 	once      sync.Once     // makes Close run once
 	closeOnce sync.Once     // closes closed once
 	stopOnce  sync.Once     // makes stopWatch run once
+
+	// Poll support (poll.go).
+	pollMu     sync.Mutex // guards pollNotify
+	pollNotify func()     // called once at the next readiness wakeup, or nil
 }
 
 // Info is a snapshot of a device for status output and the filesystem.
@@ -304,7 +313,7 @@ func (d *Device) drain() {
 	buf := getBuf()
 	defer putBuf(buf)
 	for {
-		if _, err := unix.Read(d.fd, *buf); err != nil {
+		if _, err := d.readRaw(*buf); err != nil {
 			return
 		}
 	}
@@ -353,6 +362,7 @@ func (h *Handle) watch() {
 			return true
 		})
 		d.wake()
+		h.notifyPoll()
 		if err != nil {
 			select {
 			case <-h.stop:
@@ -409,14 +419,13 @@ func (h *Handle) Read(cancel <-chan struct{}, buf []byte, nonblock bool) (int, e
 func (d *Device) readPacket(buf []byte) (int, error) {
 	for {
 		scratch := getBuf()
-		n, err := unix.Read(d.fd, *scratch)
+		n, err := d.readRaw(*scratch)
 		if err != nil {
 			putBuf(scratch)
 			return 0, err
 		}
 		pkt := (*scratch)[:n]
-		if !d.drv.IsL2() && (n == 0 || pkt[0]>>4 != 4) {
-			// tunoutput(): without IFHEAD only AF_INET reaches the reader.
+		if !d.delivers(pkt) {
 			d.drops.Add(1)
 			putBuf(scratch)
 			continue
@@ -426,6 +435,12 @@ func (d *Device) readPacket(buf []byte) (int, error) {
 		d.rxPackets.Add(1)
 		return c, nil
 	}
+}
+
+// delivers reports whether a reader gets pkt. tunoutput(): without IFHEAD
+// only AF_INET reaches the reader of a tun.
+func (d *Device) delivers(pkt []byte) bool {
+	return d.drv.IsL2() || (len(pkt) > 0 && pkt[0]>>4 == 4)
 }
 
 // Write sends one packet into the network stack (tunwrite). A packet larger
@@ -469,6 +484,7 @@ func (h *Handle) Close() {
 	h.once.Do(func() {
 		h.markClosed()
 		h.stopWatch()
+		h.dropPoll()
 		d.mu.Lock()
 		alive := d.state == devAlive && d.open == h
 		if alive {

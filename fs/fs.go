@@ -20,7 +20,13 @@
 //   - Device files are opened with FOPEN_DIRECT_IO|FOPEN_STREAM: one packet
 //     per read and write, and a write never waits behind a blocked read.
 //     Every blocked read returns on FUSE interrupt, device destroy and
-//     unmount.
+//     unmount. A read of an open file with O_NONBLOCK in its flags (at
+//     open, or set later by fcntl or FIONBIO) fails with EAGAIN when no
+//     packet is queued.
+//   - poll, select and epoll on a device file are truthful (FUSE_POLL,
+//     poll.go): readable only when a read would return a packet, with a
+//     FUSE_NOTIFY_POLL when one arrives. The daemon never opens files on
+//     its own mounts, which would deadlock on its own POLL requests.
 //
 // Lock order: Mount.mu, then driver locks (driver.Device.mu). Mount.mu is
 // never held while calling the clone handlers, the kernel (notify) or
@@ -162,8 +168,14 @@ func MountDir(m *driver.Manager, clones *clonehandler.Registry, j *jails.Jail, d
 		DisableSplice:      true,
 		MaxWrite:           64 << 10,
 		DirectMountFlags:   mountFlags(opts),
-		Debug:              opts.Debug,
-		Logger:             opts.Logger,
+		// POLL goes to Mount.Poll; without it go-fuse's poll hack
+		// switches poll off for the mount and every file looks
+		// readable. The daemon must therefore never open a file on its
+		// own mount (golang/go#21014): the Go runtime would register it
+		// with epoll, and that POLL request waits for this very server.
+		EnablePoll: true,
+		Debug:      opts.Debug,
+		Logger:     opts.Logger,
 	}
 	server, err := fuse.NewServer(fs, dir, mo)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"syscall"
 	"testing"
@@ -212,7 +213,12 @@ func TestFUSERoundTrip(t *testing.T) {
 		t.Errorf("GetRemoteMAC = %v, %v; want %v", got, err, mac)
 	}
 	must(SetVMIOFlags(fd, unix.IFF_UP|unix.IFF_PROMISC))
+	// FUSE passes the daemon the calling thread's id, which is the process
+	// id only on the main thread: make the call from a known thread.
+	runtime.LockOSThread()
+	tid := unix.Gettid()
 	must(SetPID(fd))
+	runtime.UnlockOSThread()
 
 	dev.mu.Lock()
 	for req, want := range map[uint32]int{
@@ -225,8 +231,8 @@ func TestFUSERoundTrip(t *testing.T) {
 	if dev.vmio != unix.IFF_UP|unix.IFF_PROMISC {
 		t.Errorf("VMIO_SIOCSIFFLAGS reached the daemon as %#x, want the flags by value", dev.vmio)
 	}
-	if dev.owner != uint32(os.Getpid()) {
-		t.Errorf("TUNSIFPID: daemon saw pid %d, want %d", dev.owner, os.Getpid())
+	if dev.owner != uint32(tid) {
+		t.Errorf("TUNSIFPID: daemon saw pid %d, want the caller's thread %d", dev.owner, tid)
 	}
 	dev.mu.Unlock()
 
