@@ -617,7 +617,7 @@ func (fs *Mount) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse
 	if err != nil {
 		return nil, errno(err)
 	}
-	return fuse.ReadResultData(buf[:n]), fuse.OK
+	return packetResult(buf[:n]), fuse.OK
 }
 
 // Write implements fuse.RawFileSystem: one packet per write.
