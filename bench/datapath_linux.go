@@ -73,14 +73,6 @@ type Rate struct {
 	Lost uint64  // sent but never counted at the receiving end
 }
 
-// LossFrac is Lost over Sent.
-func (r Rate) LossFrac() float64 {
-	if r.Sent == 0 {
-		return 0
-	}
-	return float64(r.Lost) / float64(r.Sent)
-}
-
 // timing is how long a measurement warms up and then counts.
 type timing struct {
 	warm, dur time.Duration
