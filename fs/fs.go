@@ -18,7 +18,8 @@
 //   - A destroyed device's entry is invalidated in the kernel before Destroy
 //     returns, so no ghost shows in a later ls or stat.
 //   - Device files are opened with FOPEN_DIRECT_IO|FOPEN_STREAM: one packet
-//     per read and write, and a write never waits behind a blocked read.
+//     per read and write, and a write never waits behind a blocked read;
+//     with FOPEN_PARALLEL_DIRECT_WRITES, nor behind another write.
 //     Every blocked read returns on FUSE interrupt, device destroy and
 //     unmount. A read of an open file with O_NONBLOCK in its flags (at
 //     open, or set later by fcntl or FIONBIO) fails with EAGAIN when no
@@ -334,10 +335,20 @@ func setTimes(a *fuse.Attr, t time.Time) {
 	a.Atimensec, a.Mtimensec, a.Ctimensec = ns, ns, ns
 }
 
+// devSize is the size a device node reports. With
+// FOPEN_PARALLEL_DIRECT_WRITES the kernel runs a direct write under the
+// shared inode lock only when it ends within the file size
+// (fs/fuse/file.c: fuse_dio_wr_exclusive_lock, fuse_io_past_eof); a stream
+// file writes at offset 0, so the size covers the largest write one
+// request carries (MountDir's MaxWrite). An O_APPEND write takes the
+// exclusive lock anyway, and its offset, devSize, stays far from any limit.
+const devSize = 64 << 10
+
 func setDevAttr(a *fuse.Attr, d *driver.Device) {
 	uid, gid, mode := d.Owner()
 	a.Ino = d.Ino()
 	a.Mode = syscall.S_IFREG | mode
+	a.Size = devSize
 	a.Nlink = 1
 	if !d.Alive() {
 		a.Nlink = 0
@@ -641,7 +652,9 @@ func (fs *Mount) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut
 	fs.handles[fh] = h
 	fs.mu.Unlock()
 	out.Fh = fh
-	out.OpenFlags = fuse.FOPEN_DIRECT_IO | fuse.FOPEN_NONSEEKABLE | fuse.FOPEN_STREAM
+	// Parallel direct writes: writers of one device do not queue on the
+	// inode lock (see devSize).
+	out.OpenFlags = fuse.FOPEN_DIRECT_IO | fuse.FOPEN_NONSEEKABLE | fuse.FOPEN_STREAM | fuse.FOPEN_PARALLEL_DIRECT_WRITES
 	return fuse.OK
 }
 
@@ -664,7 +677,7 @@ func (fs *Mount) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse
 	if err != nil {
 		return nil, errno(err)
 	}
-	return fuse.ReadResultData(buf[:n]), fuse.OK
+	return packetResult(buf[:n]), fuse.OK
 }
 
 // Write implements fuse.RawFileSystem: one packet per write.
