@@ -223,19 +223,32 @@ func (fs *Mount) Unmount() error {
 		return nil
 	default:
 	}
-	err := fs.server.Unmount()
-	if err != nil {
-		// Open files keep the mount busy: detach it and abort the
-		// connection so that every pending request ends.
-		if derr := unix.Unmount(fs.dir, unix.MNT_DETACH); derr != nil {
+	// Not go-fuse's Server.Unmount: it retries EBUSY with a backoff and
+	// then waits for the connection without a limit. Open files keep the
+	// mount busy: detach it instead.
+	if err := unix.Unmount(fs.dir, 0); err != nil {
+		if derr := unix.Unmount(fs.dir, unix.MNT_DETACH); derr != nil && !errors.Is(derr, unix.EINVAL) {
 			return fmt.Errorf("unmount %s: %w", fs.dir, derr)
 		}
-		if aerr := abortConnection(fs.connID); aerr != nil {
-			fs.logger.Printf("unmount %s: %v", fs.dir, aerr)
-		}
 	}
-	<-fs.done
-	return nil
+	// The connection ends once the kernel lets go of the superblock. A
+	// detached mount with open files, or a bind mount of it in another
+	// mount namespace, keeps it: abort the connection then, so that every
+	// pending request ends and the server stops.
+	select {
+	case <-fs.done:
+		return nil
+	case <-time.After(500 * time.Millisecond):
+	}
+	if err := abortConnection(fs.connID); err != nil {
+		fs.logger.Printf("unmount %s: %v", fs.dir, err)
+	}
+	select {
+	case <-fs.done:
+		return nil
+	case <-time.After(10 * time.Second):
+		return fmt.Errorf("unmount %s: the FUSE connection did not end", fs.dir)
+	}
 }
 
 // teardown runs after the server stops: every handle is closed and every
