@@ -348,6 +348,13 @@ func TestExclusiveOpen(t *testing.T) {
 	e := newEnv(t)
 	fd := e.open(t, "tun", 0)
 	name := devName(t, fd)
+	// Open records the opener's process id (not the id of the thread that
+	// called open, which is what FUSE reports).
+	for _, dv := range e.d.Status(t).Devices {
+		if dv.Name == name && dv.OpenPid != os.Getpid() {
+			t.Fatalf("%s open pid %d, want %d", name, dv.OpenPid, os.Getpid())
+		}
+	}
 	_, err := unix.Open(filepath.Join(e.dir, name), unix.O_RDWR, 0)
 	if !errors.Is(err, unix.EBUSY) {
 		t.Fatalf("second open of %s: %v, want EBUSY", name, err)

@@ -650,7 +650,7 @@ func (fs *Mount) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut
 	if n.kind != devNode {
 		return fuse.EINVAL
 	}
-	h, err := n.dev.Open(int(in.Caller.Pid))
+	h, err := n.dev.Open(processID(in.Caller.Pid))
 	if err != nil {
 		return errno(err)
 	}
