@@ -541,3 +541,60 @@ func TestAdoptedJailRemovedFirst(t *testing.T) {
 		t.Fatalf("interfaces left in the process's namespace: %v", got)
 	}
 }
+
+// TestClonePrivilege: cloning is PRIV_NET_IFCREATE. Without a jail's
+// clone_uid only root clones; others get ENOENT. net.link.tap.user_open
+// lets anyone clone tap and vmnet, and devfs_cloning=0 stops cloning on
+// lookup for everyone.
+func TestClonePrivilege(t *testing.T) {
+	_, d := newDaemon(t)
+	base := t.TempDir()
+	os.Chmod(base, 0o755)
+	os.Chmod(filepath.Dir(base), 0o755)
+	dir := filepath.Join(base, "dev")
+	d.Call(t, daemon.Request{Op: "jail-create", Args: []string{"name=p", "vnet", "path=" + dir, "clone_uid=2000", "dev_mode=0666"}}, nil)
+	t.Cleanup(func() { daemon.Call(d.Socket, daemon.Request{Op: "jail-remove", Jail: "p"}) })
+	as := func(uid uint32, name string) (string, error) {
+		c := exec.Command("readlink", "-v", filepath.Join(dir, name))
+		c.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid}}
+		out, err := c.CombinedOutput()
+		return strings.TrimSpace(string(out)), err
+	}
+	devices := func() int { return len(d.Status(t).Devices) }
+	check := func(uid uint32, name string, want bool) {
+		t.Helper()
+		n := devices()
+		out, err := as(uid, name)
+		if got := err == nil; got != want {
+			t.Fatalf("uid %d clone %s: %v (%s), want allowed=%v", uid, name, err, out, want)
+		}
+		if !want && !strings.Contains(out, "No such file") {
+			t.Fatalf("uid %d clone %s: %q, want ENOENT", uid, name, out)
+		}
+		if !want && devices() != n {
+			t.Fatalf("a refused clone of %s by uid %d created a device", name, uid)
+		}
+	}
+	check(1000, "tun", false)
+	check(1000, "tap", false)
+	check(2000, "tun", true) // clone_uid
+	check(0, "tun", true)
+	d.Call(t, daemon.Request{Op: "sysctl", Args: []string{"net.link.tap.user_open=1"}}, nil)
+	check(1000, "tap", true)
+	check(1000, "vmnet", true)
+	check(1000, "tun", false)
+	d.Call(t, daemon.Request{Op: "sysctl", Args: []string{"net.link.tun.devfs_cloning=0"}}, nil)
+	check(0, "tun", false)
+	if _, err := os.Lstat(filepath.Join(dir, "tun7")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("tun7 with devfs_cloning=0: %v, want ENOENT", err)
+	}
+	check(0, "tap", true)
+	// ifconfig create is not devfs cloning: it still works.
+	var name string
+	d.Call(t, daemon.Request{Op: "ifconfig", Jail: "p", Args: []string{"tun", "create"}}, &name)
+	if name == "" {
+		t.Fatal("ifconfig tun create with devfs_cloning=0 gave no name")
+	}
+	d.Call(t, daemon.Request{Op: "sysctl", Args: []string{"net.link.tun.devfs_cloning=1"}}, nil)
+	check(0, "tun", true)
+}

@@ -465,7 +465,8 @@ func (fs *Mount) replyStd(i int, out *fuse.EntryOut) fuse.Status {
 }
 
 // replyLink answers a lookup of a bare driver name with its cloning link.
-// The entry may not be cached: the permission check must run every time.
+// The kernel may cache the entry: the link's node never changes, and
+// READLINK, which clones, checks the caller's permission again.
 func (fs *Mount) replyLink(name string, out *fuse.EntryOut) fuse.Status {
 	drv, _, _ := driver.ParseName(name)
 	fs.mu.Lock()
@@ -477,8 +478,8 @@ func (fs *Mount) replyLink(name string, out *fuse.EntryOut) fuse.Status {
 	n := fs.nodes[id]
 	n.lookups++
 	out.NodeId = id
-	out.SetEntryTimeout(0)
-	out.SetAttrTimeout(0)
+	out.SetEntryTimeout(fs.opts.EntryTimeout)
+	out.SetAttrTimeout(fs.opts.EntryTimeout)
 	setLinkAttr(&out.Attr, id, n)
 	return fuse.OK
 }
