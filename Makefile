@@ -8,7 +8,7 @@ GOBIN   := $(shell $(GO) env GOPATH)/bin
 PKGS    := ./...
 TESTFLAGS ?= -count=1 -timeout 30m
 
-.PHONY: all build deps demo test lint bench clean
+.PHONY: all build deps demo test lint bench bench-go clean
 
 all: build
 
@@ -34,8 +34,16 @@ lint: $(GOFUSE)
 test: deps lint
 	$(GO) test $(TESTFLAGS) $(PKGS)
 
+# The benchmark suite's table (BENCH_QUICK=1: a smoke run in seconds).
 bench: deps build
-	scripts/bench.sh $(BIN)
+	GO=$(GO) scripts/bench.sh $(BIN)
+
+# The Go benchmarks of the hot paths, for benchstat: BENCH selects, COUNT
+# runs each.
+BENCH ?= .
+COUNT ?= 6
+bench-go: deps $(GOFUSE)
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count $(COUNT) ./bench/
 
 clean:
 	rm -rf bin .build

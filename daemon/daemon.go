@@ -59,9 +59,11 @@ type Daemon struct {
 	stopOnce sync.Once
 	conns    sync.WaitGroup
 
-	mu     sync.Mutex // guards the fields below
-	mounts map[string]*fs.Mount
-	closed bool
+	mu       sync.Mutex // guards the fields below
+	mounts   map[string]*fs.Mount
+	internal map[string]bool          // mounts the daemon made for jexec
+	owners   map[*jails.Jail]*os.File // pidfds of adopted namespaces' processes
+	closed   bool
 }
 
 // New starts a daemon: it opens the host namespace and listens on the
@@ -86,13 +88,15 @@ func New(opts Options) (*Daemon, error) {
 		return nil, err
 	}
 	d := &Daemon{
-		opts:   opts,
-		logger: opts.Logger,
-		jails:  jails.NewRegistry(host, clonehandler.DefaultPolicy()),
-		clones: &clonehandler.Registry{},
-		ln:     ln,
-		done:   make(chan struct{}),
-		mounts: make(map[string]*fs.Mount),
+		opts:     opts,
+		logger:   opts.Logger,
+		jails:    jails.NewRegistry(host, clonehandler.DefaultPolicy()),
+		clones:   &clonehandler.Registry{},
+		ln:       ln,
+		done:     make(chan struct{}),
+		mounts:   make(map[string]*fs.Mount),
+		internal: make(map[string]bool),
+		owners:   make(map[*jails.Jail]*os.File),
 	}
 	d.devices = driver.NewManager(d.jails, opts.Logger)
 	if err := d.devices.SetLimit(d.jails.Host(), opts.DeviceLimit); err != nil {
@@ -201,6 +205,23 @@ func (d *Daemon) handle(req Request) (any, error) {
 	case "stacks":
 		buf := make([]byte, 1<<20)
 		return string(buf[:runtime.Stack(buf, true)]), nil
+	case "jail-create":
+		p, err := ParseJailParams(req.Args)
+		if err != nil {
+			return nil, err
+		}
+		p.HasParent = req.Dir == "command"
+		j, err := d.CreateJail(p)
+		if err != nil {
+			return nil, err
+		}
+		return d.jailInfo(j), nil
+	case "jail-remove":
+		return nil, d.RemoveJail(req.Jail)
+	case "jls":
+		return d.jailInfos(len(req.Args) > 0 && req.Args[0] == "-d"), nil
+	case "jail-exec":
+		return d.execInfo(req.Jail)
 	case "shutdown":
 		go d.Close()
 		return nil, nil
@@ -238,6 +259,16 @@ func (d *Daemon) Mount(jail, dir string, opts fs.Options) error {
 	if err != nil {
 		return fmt.Errorf("mount %s: %w", dir, err)
 	}
+	return d.mount(j, dir, opts, false)
+}
+
+// mountInternal mounts a jail's /dev for commands run in it: standard
+// devices included, not a user mount (it does not keep the jail).
+func (d *Daemon) mountInternal(j *jails.Jail, dir string) error {
+	return d.mount(j, dir, fs.Options{StdDevices: true, AllowOther: true, Debug: d.opts.Debug}, true)
+}
+
+func (d *Daemon) mount(j *jails.Jail, dir string, opts fs.Options, internal bool) error {
 	d.mu.Lock()
 	if d.closed {
 		d.mu.Unlock()
@@ -259,6 +290,7 @@ func (d *Daemon) Mount(jail, dir string, opts fs.Options) error {
 		return err
 	}
 	d.mounts[dir] = m
+	d.internal[dir] = internal
 	d.mu.Unlock()
 	go d.watchMount(m)
 	return nil
@@ -268,11 +300,35 @@ func (d *Daemon) Mount(jail, dir string, opts fs.Options) error {
 func (d *Daemon) watchMount(m *fs.Mount) {
 	<-m.Done()
 	d.mu.Lock()
+	internal := d.internal[m.Dir()]
 	if d.mounts[m.Dir()] == m {
 		delete(d.mounts, m.Dir())
+		delete(d.internal, m.Dir())
 	}
-	idle := len(d.mounts) == 0 && !d.closed
+	if internal {
+		// dir is .../jails/PID/NAME/dev: take the empty parents too.
+		for p, i := m.Dir(), 0; i < 4; p, i = filepath.Dir(p), i+1 {
+			if os.Remove(p) != nil {
+				break
+			}
+		}
+	}
+	users := 0
+	for dir := range d.mounts {
+		if !d.internal[dir] {
+			users++
+		}
+	}
+	idle := users == 0 && !d.closed
 	d.mu.Unlock()
+	for _, j := range d.jails.List() {
+		if !j.IsHost() && j.State() == jails.Alive && j != m.Jail() {
+			idle = false
+		}
+	}
+	if !internal {
+		d.maybeRemoveIdle(m.Jail())
+	}
 	if idle && d.opts.ExitWhenIdle {
 		d.logger.Printf("last mount gone; shutting down")
 		go d.Close()
@@ -303,8 +359,10 @@ func (d *Daemon) waitMount(dir string) error {
 	return nil
 }
 
-// unmountJail is the daemon's jail remove callback: the jail's mounts go.
+// unmountJail is the daemon's jail remove callback: the jail's mounts go,
+// and so does the watch on its process.
 func (d *Daemon) unmountJail(j *jails.Jail) {
+	d.stopOwnerWatch(j)
 	d.mu.Lock()
 	var ms []*fs.Mount
 	for _, m := range d.mounts {
@@ -335,11 +393,7 @@ func (d *Daemon) Status() Status {
 		Devices:     []driver.Info{},
 	}
 	for _, j := range d.jails.List() {
-		st.Jails = append(st.Jails, JailInfo{
-			JID: j.ID(), Name: j.Name(), State: j.State().String(),
-			Netns: j.Netns().Path(), NetnsID: j.Netns().Ino(),
-			Persist: j.Persist(), Holds: j.Holds(), Devices: len(d.devices.Devices(j)),
-		})
+		st.Jails = append(st.Jails, d.jailInfo(j))
 	}
 	d.mu.Lock()
 	for dir, m := range d.mounts {
@@ -486,6 +540,15 @@ func (d *Daemon) Close() error {
 			m.Unmount()
 		}
 		os.Remove(d.opts.Socket)
+		// Let answers in flight (the umount that made us idle) reach
+		// their clients before the process exits.
+		flushed := make(chan struct{})
+		go func() { d.conns.Wait(); close(flushed) }()
+		select {
+		case <-flushed:
+		case <-time.After(5 * time.Second):
+			d.logger.Printf("shutdown: control connections still open after 5s")
+		}
 		close(d.done)
 	})
 	if !first {

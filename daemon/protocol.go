@@ -51,14 +51,15 @@ type Status struct {
 
 // JailInfo describes one jail.
 type JailInfo struct {
-	JID     int    `json:"jid"`
-	Name    string `json:"name"`
-	State   string `json:"state"`
-	Netns   string `json:"netns"`
-	NetnsID uint64 `json:"netns_inode"`
-	Persist bool   `json:"persist"`
-	Holds   int    `json:"holds"`
-	Devices int    `json:"devices"`
+	JID     int      `json:"jid"`
+	Name    string   `json:"name"`
+	State   string   `json:"state"`
+	Netns   string   `json:"netns"`
+	NetnsID uint64   `json:"netns_inode"`
+	Persist bool     `json:"persist"`
+	Holds   int      `json:"holds"`
+	Devices int      `json:"devices"`
+	Paths   []string `json:"paths,omitempty"`
 }
 
 // MountInfo describes one mount.

@@ -83,6 +83,11 @@ type Device struct {
 	readyMu sync.Mutex    // guards ready
 	ready   chan struct{} // closed (and replaced) when the fd may be readable
 
+	// Poll support (poll.go).
+	stashMu  sync.Mutex // guards stash and stashLen; held across fd reads
+	stash    *[]byte    // a packet Poll read from the fd, which Read returns first
+	stashLen int
+
 	ioc ioctlState // what the ioctls set (ioctl.go)
 }
 
@@ -96,6 +101,10 @@ type Handle struct {
 	once      sync.Once     // makes Close run once
 	closeOnce sync.Once     // closes closed once
 	stopOnce  sync.Once     // makes stopWatch run once
+
+	// Poll support (poll.go).
+	pollMu     sync.Mutex // guards pollNotify
+	pollNotify func()     // called once at the next readiness wakeup, or nil
 }
 
 // Info is a snapshot of a device for status output and the filesystem.
@@ -311,7 +320,7 @@ func (d *Device) drain() {
 	buf := getBuf()
 	defer putBuf(buf)
 	for {
-		if _, err := unix.Read(d.fd, *buf); err != nil {
+		if _, err := d.readRaw(*buf); err != nil {
 			return
 		}
 	}
@@ -360,6 +369,7 @@ func (h *Handle) watch() {
 			return true
 		})
 		d.wake()
+		h.notifyPoll()
 		if err != nil {
 			select {
 			case <-h.stop:
@@ -417,7 +427,7 @@ func (h *Handle) Read(cancel <-chan struct{}, buf []byte, nonblock bool) (int, e
 func (d *Device) readPacket(buf []byte) (int, error) {
 	for {
 		scratch := getBuf()
-		n, err := unix.Read(d.fd, *scratch)
+		n, err := d.readRaw(*scratch)
 		if err != nil {
 			putBuf(scratch)
 			return 0, err
@@ -477,6 +487,7 @@ func (h *Handle) Close() {
 	h.once.Do(func() {
 		h.markClosed()
 		h.stopWatch()
+		h.dropPoll()
 		d.mu.Lock()
 		alive := d.state == devAlive && d.open == h
 		if alive {

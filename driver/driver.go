@@ -21,6 +21,11 @@
 //     gone, answering ENXIO (ErrGone) meanwhile.
 //   - The manager registers a jail remove callback that detaches the jail's
 //     cloners and destroys every device cloned there, open or busy ones too.
+//   - Handle.Poll answers at once and truthfully (tunpoll()): readable only
+//     when a Read would return a packet now. A notification it registers is
+//     called once, at the next packet arrival or at destroy. Waiting costs
+//     one goroutine per open device, parked on Go's netpoller, never an OS
+//     thread (poll.go).
 //   - The tun/tap ioctls (ioctl.go, FreeBSD's tunioctl()) act on the open
 //     handle and change the real interface where Linux has the thing (MTU,
 //     IFF_MULTICAST, flags, offloads) and the device otherwise (IFHEAD,
@@ -39,9 +44,11 @@
 // Errors are Go errors wrapping the sentinels of errors.go or a unix.Errno;
 // the fs package turns them into errnos.
 //
-// Lock order: Manager.mu, then Device.mu. Device.readyMu and
-// Device.ioc.mu are leaves. No lock is held while calling into netlink, the
-// kernel's tun driver or listeners.
+// Lock order: Manager.mu, then Device.mu. Device.readyMu, Device.stashMu,
+// Handle.pollMu and Device.ioc.mu are leaves. Device.stashMu is held across
+// non-blocking reads of the device's fd, so that packets keep their order;
+// no other lock is held while calling into netlink, the kernel's tun driver,
+// listeners or a poll notification.
 package driver
 
 import (

@@ -438,6 +438,7 @@ func (m *Manager) Destroy(d *Device) error {
 	if h != nil {
 		h.markClosed()
 		h.stopWatch()
+		h.notifyPoll() // pollers see the device gone, as readers do
 	}
 	err := d.file.Close()
 

@@ -131,7 +131,14 @@ var (
 func (e *env) setup(t *testing.T, drv string, subnet int) *link {
 	t.Helper()
 	fd := e.open(t, drv, 0)
-	l := &link{name: devName(t, fd), fd: fd, l2: drv != "tun",
+	return e.configure(t, drv, devName(t, fd), fd, subnet)
+}
+
+// configure gives the device name of driver drv (open as fd, or -1 when
+// the test reads it otherwise) the addresses of setup and brings it up.
+func (e *env) configure(t *testing.T, drv, name string, fd, subnet int) *link {
+	t.Helper()
+	l := &link{name: name, fd: fd, l2: drv != "tun",
 		local: fmt.Sprintf("10.9.%d.1", subnet), remote: fmt.Sprintf("10.9.%d.2", subnet)}
 	if l.l2 {
 		l.mac, l.peerMAC = localMAC, remoteMAC
@@ -341,6 +348,13 @@ func TestExclusiveOpen(t *testing.T) {
 	e := newEnv(t)
 	fd := e.open(t, "tun", 0)
 	name := devName(t, fd)
+	// Open records the opener's process id (not the id of the thread that
+	// called open, which is what FUSE reports).
+	for _, dv := range e.d.Status(t).Devices {
+		if dv.Name == name && dv.OpenPid != os.Getpid() {
+			t.Fatalf("%s open pid %d, want %d", name, dv.OpenPid, os.Getpid())
+		}
+	}
 	_, err := unix.Open(filepath.Join(e.dir, name), unix.O_RDWR, 0)
 	if !errors.Is(err, unix.EBUSY) {
 		t.Fatalf("second open of %s: %v, want EBUSY", name, err)
@@ -500,5 +514,108 @@ func TestCreateDestroyCycle(t *testing.T) {
 	}
 	if got := e.ns.Links(t); !slices.Equal(got, links) {
 		t.Errorf("interfaces %v -> %v", links, got)
+	}
+}
+
+// blockedReader starts a reader blocked in read() on name, in this
+// process, and returns the channel its result arrives on.
+func blockedReader(t *testing.T, e *env, name string) (int, <-chan error) {
+	t.Helper()
+	fd := e.open(t, name, 0)
+	done := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 2048)
+		_, err := unix.Read(fd, buf)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("read returned early: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	return fd, done
+}
+
+func waitReturn(t *testing.T, done <-chan error, why string) error {
+	t.Helper()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(10 * time.Second):
+		t.Fatalf("blocked read did not return after %s", why)
+	}
+	return nil
+}
+
+func TestBlockedReadReturns(t *testing.T) {
+	t.Run("destroy", func(t *testing.T) {
+		e := newEnv(t)
+		_, done := blockedReader(t, e, "tun3")
+		if out, err := e.d.CLI("ifconfig", "tun3", "destroy"); err != nil {
+			t.Fatalf("destroy: %v %s", err, out)
+		}
+		if err := waitReturn(t, done, "destroy"); !errors.Is(err, unix.ENXIO) {
+			t.Fatalf("read after destroy: %v, want ENXIO", err)
+		}
+		if links := e.ns.Links(t); slices.Contains(links, "tun3") {
+			t.Fatal("tun3 still exists")
+		}
+	})
+	t.Run("daemon stop", func(t *testing.T) {
+		e := newEnv(t)
+		_, done := blockedReader(t, e, "tap0")
+		e.d.Stop(t)
+		if err := waitReturn(t, done, "daemon stop"); err == nil {
+			t.Fatal("read after daemon stop returned data")
+		}
+		if slices.Contains(e.ns.Links(t), "tap0") {
+			t.Fatal("tap0 left after daemon stop")
+		}
+		if itest.IsMounted(e.dir) {
+			t.Fatal("mount left after daemon stop")
+		}
+	})
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
+		t.Run(sig.String(), func(t *testing.T) {
+			e := newEnv(t)
+			if _, err := os.Lstat(filepath.Join(e.dir, "tun0")); err != nil {
+				t.Fatal(err)
+			}
+			// A client process blocked in read(2).
+			cmd := exec.Command("dd", "if="+filepath.Join(e.dir, "tun0"), "of=/dev/null", "bs=65536", "count=1")
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			exited := make(chan error, 1)
+			go func() { exited <- cmd.Wait() }()
+			if !itest.WaitFor(func() bool {
+				for _, dv := range e.d.Status(t).Devices {
+					if dv.Name == "tun0" && dv.Open && dv.Busy > 0 {
+						return true
+					}
+				}
+				return false
+			}) {
+				t.Fatal("dd never blocked in read on tun0")
+			}
+			cmd.Process.Signal(sig)
+			select {
+			case <-exited:
+			case <-time.After(10 * time.Second):
+				cmd.Process.Kill()
+				t.Fatalf("client blocked in read did not die on %v (stuck in D state?)", sig)
+			}
+			// The release reaches the daemon: the device is closed and idle.
+			if !itest.WaitFor(func() bool {
+				for _, dv := range e.d.Status(t).Devices {
+					if dv.Name == "tun0" {
+						return !dv.Open && dv.Busy == 0
+					}
+				}
+				return false
+			}) {
+				t.Fatalf("tun0 still open or busy after the client died: %+v", e.d.Status(t).Devices)
+			}
+		})
 	}
 }

@@ -18,9 +18,16 @@
 //   - A destroyed device's entry is invalidated in the kernel before Destroy
 //     returns, so no ghost shows in a later ls or stat.
 //   - Device files are opened with FOPEN_DIRECT_IO|FOPEN_STREAM: one packet
-//     per read and write, and a write never waits behind a blocked read.
+//     per read and write, and a write never waits behind a blocked read;
+//     with FOPEN_PARALLEL_DIRECT_WRITES, nor behind another write.
 //     Every blocked read returns on FUSE interrupt, device destroy and
-//     unmount.
+//     unmount. A read of an open file with O_NONBLOCK in its flags (at
+//     open, or set later by fcntl or FIONBIO) fails with EAGAIN when no
+//     packet is queued.
+//   - poll, select and epoll on a device file are truthful (FUSE_POLL,
+//     poll.go): readable only when a read would return a packet, with a
+//     FUSE_NOTIFY_POLL when one arrives. The daemon never opens files on
+//     its own mounts, which would deadlock on its own POLL requests.
 //   - FreeBSD's tun/tap ioctls arrive through FUSE's restricted ioctl and
 //     are decoded by ioctls.Table (ioctl.go): ENOTTY for what a device does
 //     not answer, EINVAL for bad sizes and values.
@@ -59,8 +66,11 @@ type Options struct {
 	// EntryTimeout is how long the kernel may cache device entries and
 	// attributes; destroy invalidates them at once anyway.
 	EntryTimeout time.Duration
-	Debug        bool
-	Logger       *log.Logger
+	// StdDevices adds null, zero, full, random, urandom, tty and the fd
+	// links, for a jail's /dev; the mount then allows device nodes.
+	StdDevices bool
+	Debug      bool
+	Logger     *log.Logger
 }
 
 // nodeKind says what a FUSE node is.
@@ -70,6 +80,7 @@ const (
 	dirNode nodeKind = iota
 	devNode
 	linkNode
+	stdNode
 	aliasNode // a renamed interface's alias (alias.go)
 )
 
@@ -78,6 +89,7 @@ type node struct {
 	kind    nodeKind
 	dev     *driver.Device // devNode, aliasNode
 	drv     *driver.Driver // linkNode: the driver it clones
+	std     int            // stdNode: index in stdDevs
 	lookups uint64
 	created time.Time
 }
@@ -147,6 +159,11 @@ func MountDir(m *driver.Manager, clones *clonehandler.Registry, j *jails.Jail, d
 	for i, drv := range driver.Drivers {
 		fs.nodes[linkID(i)] = &node{kind: linkNode, drv: drv, created: fs.start}
 	}
+	if opts.StdDevices {
+		for i := range stdDevs {
+			fs.nodes[stdDevID(i)] = &node{kind: stdNode, std: i, created: fs.start}
+		}
+	}
 	fs.unsub = m.Subscribe(j, fs.onEvent)
 	mo := &fuse.MountOptions{
 		AllowOther:         opts.AllowOther,
@@ -158,8 +175,15 @@ func MountDir(m *driver.Manager, clones *clonehandler.Registry, j *jails.Jail, d
 		DisableReadDirPlus: true,
 		DisableSplice:      true,
 		MaxWrite:           64 << 10,
-		Debug:              opts.Debug,
-		Logger:             opts.Logger,
+		DirectMountFlags:   mountFlags(opts),
+		// POLL goes to Mount.Poll; without it go-fuse's poll hack
+		// switches poll off for the mount and every file looks
+		// readable. The daemon must therefore never open a file on its
+		// own mount (golang/go#21014): the Go runtime would register it
+		// with epoll, and that POLL request waits for this very server.
+		EnablePoll: true,
+		Debug:      opts.Debug,
+		Logger:     opts.Logger,
 	}
 	server, err := fuse.NewServer(fs, dir, mo)
 	if err != nil {
@@ -181,6 +205,14 @@ func MountDir(m *driver.Manager, clones *clonehandler.Registry, j *jails.Jail, d
 	return fs, nil
 }
 
+// mountFlags: nosuid always; nodev unless the mount shows real devices.
+func mountFlags(opts Options) uintptr {
+	if opts.StdDevices {
+		return syscall.MS_NOSUID
+	}
+	return syscall.MS_NOSUID | syscall.MS_NODEV
+}
+
 // Dir is the mount point.
 func (fs *Mount) Dir() string { return fs.dir }
 
@@ -198,19 +230,32 @@ func (fs *Mount) Unmount() error {
 		return nil
 	default:
 	}
-	err := fs.server.Unmount()
-	if err != nil {
-		// Open files keep the mount busy: detach it and abort the
-		// connection so that every pending request ends.
-		if derr := unix.Unmount(fs.dir, unix.MNT_DETACH); derr != nil {
+	// Not go-fuse's Server.Unmount: it retries EBUSY with a backoff and
+	// then waits for the connection without a limit. Open files keep the
+	// mount busy: detach it instead.
+	if err := unix.Unmount(fs.dir, 0); err != nil {
+		if derr := unix.Unmount(fs.dir, unix.MNT_DETACH); derr != nil && !errors.Is(derr, unix.EINVAL) {
 			return fmt.Errorf("unmount %s: %w", fs.dir, derr)
 		}
-		if aerr := abortConnection(fs.connID); aerr != nil {
-			fs.logger.Printf("unmount %s: %v", fs.dir, aerr)
-		}
 	}
-	<-fs.done
-	return nil
+	// The connection ends once the kernel lets go of the superblock. A
+	// detached mount with open files, or a bind mount of it in another
+	// mount namespace, keeps it: abort the connection then, so that every
+	// pending request ends and the server stops.
+	select {
+	case <-fs.done:
+		return nil
+	case <-time.After(500 * time.Millisecond):
+	}
+	if err := abortConnection(fs.connID); err != nil {
+		fs.logger.Printf("unmount %s: %v", fs.dir, err)
+	}
+	select {
+	case <-fs.done:
+		return nil
+	case <-time.After(10 * time.Second):
+		return fmt.Errorf("unmount %s: the FUSE connection did not end", fs.dir)
+	}
 }
 
 // teardown runs after the server stops: every handle is closed and every
@@ -327,10 +372,20 @@ func setTimes(a *fuse.Attr, t time.Time) {
 	a.Atimensec, a.Mtimensec, a.Ctimensec = ns, ns, ns
 }
 
+// devSize is the size a device node reports. With
+// FOPEN_PARALLEL_DIRECT_WRITES the kernel runs a direct write under the
+// shared inode lock only when it ends within the file size
+// (fs/fuse/file.c: fuse_dio_wr_exclusive_lock, fuse_io_past_eof); a stream
+// file writes at offset 0, so the size covers the largest write one
+// request carries (MountDir's MaxWrite). An O_APPEND write takes the
+// exclusive lock anyway, and its offset, devSize, stays far from any limit.
+const devSize = 64 << 10
+
 func setDevAttr(a *fuse.Attr, d *driver.Device) {
 	uid, gid, mode := d.Owner()
 	a.Ino = d.Ino()
 	a.Mode = syscall.S_IFREG | mode
+	a.Size = devSize
 	a.Nlink = 1
 	if !d.Alive() {
 		a.Nlink = 0
@@ -360,6 +415,9 @@ func (fs *Mount) Lookup(cancel <-chan struct{}, h *fuse.InHeader, name string, o
 			return fs.replyAlias(d, out)
 		}
 		return fs.replyDev(d, out)
+	}
+	if i := fs.stdDevIndex(name); i >= 0 {
+		return fs.replyStd(i, out)
 	}
 	_, unit, ok := driver.ParseName(name)
 	if !ok {
@@ -418,8 +476,24 @@ func (fs *Mount) replyDev(d *driver.Device, out *fuse.EntryOut) fuse.Status {
 	return fuse.OK
 }
 
+// replyStd answers a lookup of a standard device node.
+func (fs *Mount) replyStd(i int, out *fuse.EntryOut) fuse.Status {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if fs.closed {
+		return fuse.ENOENT
+	}
+	fs.nodes[stdDevID(i)].lookups++
+	out.NodeId = stdDevID(i)
+	out.SetEntryTimeout(fs.opts.EntryTimeout)
+	out.SetAttrTimeout(fs.opts.EntryTimeout)
+	setStdDevAttr(&out.Attr, i, fs)
+	return fuse.OK
+}
+
 // replyLink answers a lookup of a bare driver name with its cloning link.
-// The entry may not be cached: the permission check must run every time.
+// The kernel may cache the entry: the link's node never changes, and
+// READLINK, which clones, checks the caller's permission again.
 func (fs *Mount) replyLink(name string, out *fuse.EntryOut) fuse.Status {
 	drv, _, _ := driver.ParseName(name)
 	fs.mu.Lock()
@@ -431,8 +505,8 @@ func (fs *Mount) replyLink(name string, out *fuse.EntryOut) fuse.Status {
 	n := fs.nodes[id]
 	n.lookups++
 	out.NodeId = id
-	out.SetEntryTimeout(0)
-	out.SetAttrTimeout(0)
+	out.SetEntryTimeout(fs.opts.EntryTimeout)
+	out.SetAttrTimeout(fs.opts.EntryTimeout)
 	setLinkAttr(&out.Attr, id, n)
 	return fuse.OK
 }
@@ -481,6 +555,9 @@ func (fs *Mount) GetAttr(cancel <-chan struct{}, in *fuse.GetAttrIn, out *fuse.A
 		out.SetTimeout(fs.opts.EntryTimeout)
 	case linkNode:
 		setLinkAttr(&out.Attr, in.NodeId, n)
+	case stdNode:
+		setStdDevAttr(&out.Attr, n.std, fs)
+		out.SetTimeout(fs.opts.EntryTimeout)
 	case aliasNode:
 		setAliasAttr(&out.Attr, in.NodeId, n.dev)
 		out.SetTimeout(fs.opts.EntryTimeout)
@@ -523,6 +600,9 @@ func (fs *Mount) SetAttr(cancel <-chan struct{}, in *fuse.SetAttrIn, out *fuse.A
 // (tunclone() for the bare name) and answers the new unit's name.
 func (fs *Mount) Readlink(cancel <-chan struct{}, h *fuse.InHeader) ([]byte, fuse.Status) {
 	n := fs.node(h.NodeId)
+	if n != nil && n.kind == stdNode && stdDevs[n.std].target != "" {
+		return []byte(stdDevs[n.std].target), fuse.OK
+	}
 	if n != nil && n.kind == aliasNode {
 		if !n.dev.Alive() {
 			return nil, fuse.ENOENT
@@ -557,6 +637,11 @@ func (fs *Mount) OpenDir(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.Open
 	devs := fs.m.Devices(fs.jail)
 	for _, d := range devs {
 		entries = append(entries, fuse.DirEntry{Name: d.DevName(), Mode: syscall.S_IFREG, Ino: d.Ino()})
+	}
+	if fs.opts.StdDevices {
+		for i, sd := range stdDevs {
+			entries = append(entries, fuse.DirEntry{Name: sd.name, Mode: stdDevMode(i), Ino: stdDevID(i)})
+		}
 	}
 	entries = append(entries, aliasEntries(devs)...)
 	sort.Slice(entries[2:], func(a, b int) bool { return entries[2+a].Name < entries[2+b].Name })
@@ -619,7 +704,9 @@ func (fs *Mount) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut
 	fs.handles[fh] = h
 	fs.mu.Unlock()
 	out.Fh = fh
-	out.OpenFlags = fuse.FOPEN_DIRECT_IO | fuse.FOPEN_NONSEEKABLE | fuse.FOPEN_STREAM
+	// Parallel direct writes: writers of one device do not queue on the
+	// inode lock (see devSize).
+	out.OpenFlags = fuse.FOPEN_DIRECT_IO | fuse.FOPEN_NONSEEKABLE | fuse.FOPEN_STREAM | fuse.FOPEN_PARALLEL_DIRECT_WRITES
 	return fuse.OK
 }
 
@@ -642,7 +729,7 @@ func (fs *Mount) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse
 	if err != nil {
 		return nil, errno(err)
 	}
-	return fuse.ReadResultData(buf[:n]), fuse.OK
+	return packetResult(buf[:n]), fuse.OK
 }
 
 // Write implements fuse.RawFileSystem: one packet per write.

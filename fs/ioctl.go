@@ -1,12 +1,8 @@
 package fs
 
 import (
-	"bufio"
 	"encoding/binary"
 	"fmt"
-	"os"
-	"strconv"
-	"strings"
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -166,24 +162,4 @@ func sizeMismatch(n uint32) bool {
 		}
 	}
 	return false
-}
-
-// processID turns the caller id FUSE gives, which is the calling thread's,
-// into its process id, what FreeBSD records as tun_pid. It falls back to
-// the thread id if /proc no longer knows it.
-func processID(tid uint32) int {
-	f, err := os.Open("/proc/" + strconv.FormatUint(uint64(tid), 10) + "/status")
-	if err != nil {
-		return int(tid)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "Tgid:"); ok {
-			if pid, err := strconv.Atoi(strings.TrimSpace(v)); err == nil {
-				return pid
-			}
-		}
-	}
-	return int(tid)
 }

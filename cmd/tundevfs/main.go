@@ -3,6 +3,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 
@@ -12,7 +13,12 @@ import (
 )
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
+	err := run(os.Args[1:])
+	var code exitCode
+	switch {
+	case errors.As(err, &code):
+		os.Exit(int(code)) // a jailed command's status, passed on
+	case err != nil:
 		fmt.Fprintf(os.Stderr, "tundevfs: %v\n", err)
 		os.Exit(1)
 	}
@@ -45,6 +51,9 @@ func newRootCmd() *cobra.Command {
 		newIfconfigCmd(g),
 		newStatusCmd(g),
 		newSysctlCmd(g),
+		newJailCmd(g),
+		newJexecCmd(g),
+		newJlsCmd(g),
 		newIoctlCmd(),
 	)
 	return root

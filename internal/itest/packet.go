@@ -23,10 +23,48 @@ func UDP4(src, dst netip.Addr, sport, dport uint16, payload []byte) []byte {
 	return p
 }
 
+// ICMPEcho builds an IPv4 ICMP echo request with identifier id and
+// sequence number seq, carrying payload.
+func ICMPEcho(src, dst netip.Addr, id, seq uint16, payload []byte) []byte {
+	p := make([]byte, 28+len(payload))
+	p[0] = 0x45
+	binary.BigEndian.PutUint16(p[2:], uint16(len(p)))
+	p[8] = 64 // TTL
+	p[9] = 1  // ICMP
+	s, d := src.As4(), dst.As4()
+	copy(p[12:16], s[:])
+	copy(p[16:20], d[:])
+	binary.BigEndian.PutUint16(p[10:], ipChecksum(p[:20]))
+	p[20] = 8 // echo request
+	binary.BigEndian.PutUint16(p[24:], id)
+	binary.BigEndian.PutUint16(p[26:], seq)
+	copy(p[28:], payload)
+	binary.BigEndian.PutUint16(p[22:], ipChecksum(p[20:]))
+	return p
+}
+
+// IsEchoReply reports whether p is an IPv4 ICMP echo reply with
+// identifier id and sequence number seq.
+func IsEchoReply(p []byte, id, seq uint16) bool {
+	if len(p) < 28 || p[0]>>4 != 4 || p[9] != 1 {
+		return false
+	}
+	ihl := int(p[0]&0xf) * 4
+	if len(p) < ihl+8 || p[ihl] != 0 {
+		return false
+	}
+	return binary.BigEndian.Uint16(p[ihl+4:]) == id && binary.BigEndian.Uint16(p[ihl+6:]) == seq
+}
+
+// ipChecksum is the Internet checksum (RFC 1071) of h; an odd last byte
+// is padded with zero.
 func ipChecksum(h []byte) uint16 {
 	var sum uint32
 	for i := 0; i+1 < len(h); i += 2 {
 		sum += uint32(binary.BigEndian.Uint16(h[i:]))
+	}
+	if len(h)%2 == 1 {
+		sum += uint32(h[len(h)-1]) << 8
 	}
 	for sum > 0xffff {
 		sum = sum>>16 + sum&0xffff

@@ -1,0 +1,271 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"runtime"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Run measures everything and returns the table. On error it returns the
+// rows measured so far with the error; failed repetitions leave a gap
+// (fewer samples, or "-") and are reported in the error.
+func Run(ctx context.Context, cfg Config) (*Table, error) {
+	t := &Table{
+		Title:   "tundevfs benchmark: median [min..max] over repetitions; ratio = tundevfs / reference",
+		Machine: Machine(),
+	}
+	for _, p := range paths() {
+		t.Columns = append(t.Columns, p.Name)
+	}
+	if err := cfg.check(); err != nil {
+		return t, err
+	}
+	raiseNofile()
+	t.Machine += "\n" + wakeupLine(cfg.wakeups())
+	var errs []error
+	for _, step := range []func(context.Context, Config, *Table) error{dataPath, clones, scale, removal} {
+		if ctx.Err() != nil {
+			break
+		}
+		if err := step(ctx, cfg, t); err != nil && ctx.Err() == nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		errs = append(errs, fmt.Errorf("bench: stopped: %w", err))
+	}
+	return t, errors.Join(errs...)
+}
+
+// Machine describes where the suite runs.
+func Machine() string {
+	var u unix.Utsname
+	unix.Uname(&u)
+	kernel := unix.ByteSliceToString(u.Release[:])
+	cpu, virt := "unknown", "bare metal?"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" && cpu == "unknown" {
+				cpu = strings.TrimSpace(v)
+			}
+			if strings.HasPrefix(line, "flags") && strings.Contains(line, " hypervisor") {
+				virt = "VM (hypervisor flag)"
+			}
+		}
+	}
+	if _, err := os.Stat("/.dockerenv"); err == nil {
+		virt += ", in a container"
+	}
+	return fmt.Sprintf("machine: nproc=%d, kernel %s, %s, %s, GOMAXPROCS=%d, %s; runs unpinned",
+		runtime.NumCPU(), kernel, cpu, virt, runtime.GOMAXPROCS(0), runtime.Version())
+}
+
+// raiseNofile lifts the soft fd limit to the hard one: the per-open and
+// removal figures hold hundreds of device fds.
+func raiseNofile() {
+	var rl unix.Rlimit
+	if unix.Getrlimit(unix.RLIMIT_NOFILE, &rl) == nil && rl.Cur < rl.Max {
+		rl.Cur = rl.Max
+		unix.Setrlimit(unix.RLIMIT_NOFILE, &rl)
+	}
+}
+
+// samples collects one figure per path over repetitions.
+type samples [][]float64
+
+func newSamples(paths int) samples { return make(samples, paths) }
+
+func (s samples) add(path int, v float64) { s[path] = append(s[path], v) }
+
+func (s samples) summaries() []Summary {
+	out := make([]Summary, len(s))
+	for i, vs := range s {
+		out[i] = Summarize(vs)
+	}
+	return out
+}
+
+// lossNote describes the loss of each path, if any.
+func lossNote(lost, sent []uint64, names []string) string {
+	var parts []string
+	some := false
+	for i := range lost {
+		f := 0.0
+		if sent[i] > 0 {
+			f = float64(lost[i]) / float64(sent[i])
+		}
+		some = some || lost[i] > 0
+		parts = append(parts, fmt.Sprintf("%s %.2f%%", names[i], 100*f))
+	}
+	if !some {
+		return "no loss"
+	}
+	return "loss " + strings.Join(parts, ", ")
+}
+
+var nan = math.NaN()
+
+// dataPath measures inject, extract and ping-pong for tun and tap at each
+// size over every path, and the scaling of parallel writers.
+func dataPath(ctx context.Context, cfg Config, t *Table) (err error) {
+	ns, err := NewNetns()
+	if err != nil {
+		return fmt.Errorf("data path: %w", err)
+	}
+	defer ns.Close()
+	d, err := StartDaemon(cfg.Bin, ns)
+	if err != nil {
+		return fmt.Errorf("data path: %w", err)
+	}
+	defer d.Stop()
+	dd := deviceDir{dir: d.Dir, destroy: d.Destroy}
+
+	ps := paths()
+	names := t.Columns
+	kinds := []bool{false, true} // tun, tap
+	eps := make([][2]*Endpoint, len(ps))
+	par := make([][]*Endpoint, len(ps))
+	idx := 0
+	for pi, p := range ps {
+		for k, l2 := range kinds {
+			idx++
+			e, err := p.open(ns, dd, l2, idx)
+			if err != nil {
+				return fmt.Errorf("data path: %w", err)
+			}
+			defer e.Close()
+			eps[pi][k] = e
+		}
+		par[pi] = []*Endpoint{eps[pi][0]}
+		for len(par[pi]) < cfg.Parallel {
+			idx++
+			e, err := p.open(ns, dd, false, idx)
+			if err != nil {
+				return fmt.Errorf("data path: %w", err)
+			}
+			defer e.Close()
+			par[pi] = append(par[pi], e)
+		}
+	}
+
+	type cell struct {
+		k, size int
+	}
+	type figures struct {
+		inj, ext, p50, p99 samples
+		injLost, injSent   []uint64
+		extLost, extSent   []uint64
+	}
+	figs := map[cell]*figures{}
+	for k := range kinds {
+		for _, size := range cfg.Sizes {
+			figs[cell{k, size}] = &figures{
+				inj: newSamples(len(ps)), ext: newSamples(len(ps)), p50: newSamples(len(ps)), p99: newSamples(len(ps)),
+				injLost: make([]uint64, len(ps)), injSent: make([]uint64, len(ps)),
+				extLost: make([]uint64, len(ps)), extSent: make([]uint64, len(ps)),
+			}
+		}
+	}
+	scaling, one1, agg := newSamples(len(ps)), newSamples(len(ps)), newSamples(len(ps))
+	var errs []error
+	note := func(err error) float64 {
+		errs = append(errs, err)
+		return nan
+	}
+	tm := cfg.timing()
+	for rep := range cfg.Reps {
+		cfg.logf("data path: repetition %d/%d", rep+1, cfg.Reps)
+		for k := range kinds {
+			for _, size := range cfg.Sizes {
+				f := figs[cell{k, size}]
+				for pi := range ps {
+					if err := ctx.Err(); err != nil {
+						return err
+					}
+					e := eps[pi][k]
+					r, err := inject(e, size, tm)
+					v := r.PPS
+					if err != nil {
+						v = note(err)
+					}
+					f.inj.add(pi, v)
+					f.injLost[pi] += r.Lost
+					f.injSent[pi] += r.Sent
+
+					r, err = extract(e, size, tm)
+					v = r.PPS
+					if err != nil {
+						v = note(err)
+					}
+					f.ext.add(pi, v)
+					f.extLost[pi] += r.Lost
+					f.extSent[pi] += r.Sent
+
+					l, err := pingPong(e, size, tm)
+					p50, p99 := micros(l.P50), micros(l.P99)
+					if err != nil {
+						p50, p99 = note(err), nan
+					}
+					f.p50.add(pi, p50)
+					f.p99.add(pi, p99)
+				}
+			}
+		}
+		for pi := range ps {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			r1, err1 := injectWriters(par[pi][:1], cfg.Sizes[0], tm)
+			rn, errn := injectWriters(par[pi], cfg.Sizes[0], tm)
+			if err := errors.Join(err1, errn); err != nil || r1 == 0 {
+				note(fmt.Errorf("scaling %s: %w", ps[pi].Name, err))
+				scaling.add(pi, nan)
+				continue
+			}
+			one1.add(pi, r1)
+			agg.add(pi, rn)
+			scaling.add(pi, rn/r1)
+		}
+	}
+
+	for k, l2 := range kinds {
+		drv := "tun"
+		if l2 {
+			drv = "tap"
+		}
+		for si, size := range cfg.Sizes {
+			f := figs[cell{k, size}]
+			name := fmt.Sprintf("%s %4d B", drv, size)
+			sec := ""
+			if k == 0 && si == 0 {
+				sec = "data path: one packet per read/write, the reference is a TUN/TAP fd opened directly in the same namespace"
+			}
+			t.Add(Row{Section: sec, Name: name + " inject", Unit: "pkt/s", Cells: f.inj.summaries(), Target: atLeast(0.08, true),
+				Note: lossNote(f.injLost, f.injSent, names)})
+			t.Add(Row{Name: name + " extract", Unit: "pkt/s", Cells: f.ext.summaries(), Target: atLeast(0.08, true),
+				Note: lossNote(f.extLost, f.extSent, names)})
+			t.Add(Row{Name: name + " ping-pong p50", Unit: "µs", Cells: f.p50.summaries(), Target: atMost(1.6, true)})
+			t.Add(Row{Name: name + " ping-pong p99", Unit: "µs", Cells: f.p99.summaries()})
+		}
+	}
+	aggS, oneS := agg.summaries(), one1.summaries()
+	var parts []string
+	for pi := range ps {
+		parts = append(parts, fmt.Sprintf("%s %s/%s pkt/s", ps[pi].Name, fmtNum(aggS[pi].Median), fmtNum(oneS[pi].Median)))
+	}
+	t.Add(Row{
+		Name:    fmt.Sprintf("tun %d B inject, %d devices / 1 device", cfg.Sizes[0], cfg.Parallel),
+		Unit:    "x",
+		Cells:   scaling.summaries(),
+		Target:  atLeast(1.8, false),
+		NoRatio: true,
+		Note:    "writers only: " + strings.Join(parts, "; "),
+	})
+	return errors.Join(errs...)
+}

@@ -1,0 +1,323 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tundevfs/tundevfs/clonehandler"
+	"github.com/tundevfs/tundevfs/driver"
+	"github.com/tundevfs/tundevfs/fs"
+	"github.com/tundevfs/tundevfs/jails"
+)
+
+// JailParams are the parameters of `jail -c`, as jail(8) spells them.
+type JailParams struct {
+	Name      string
+	Vnet      bool   // a new network namespace
+	VnetPath  string // adopt this one (/run/netns/X, /proc/PID/ns/net)
+	Path      string // mount the jail's devices here
+	Persist   bool
+	Policy    *clonehandler.Policy
+	OwnerPID  int  // the process whose namespace was adopted, watched
+	HasParent bool // a client runs command= and removes the jail after
+}
+
+// ParseJailParams parses `name=x vnet path=/d persist clone_uid=1000 ...`.
+// command= is the client's business and must be taken off first.
+func ParseJailParams(args []string) (*JailParams, error) {
+	p := &JailParams{Policy: clonehandler.DefaultPolicy()}
+	for _, a := range args {
+		k, v, hasValue := strings.Cut(a, "=")
+		var err error
+		switch k {
+		case "name":
+			p.Name = v
+		case "vnet":
+			if hasValue && v != "new" {
+				p.VnetPath = v
+			} else {
+				p.Vnet = true
+			}
+		case "path":
+			p.Path = v
+		case "persist":
+			p.Persist = !hasValue || v == "1" || v == "true"
+		case "clone_uid":
+			p.Policy.AllowUIDs, err = parseIDs(v)
+		case "clone_gid":
+			p.Policy.AllowGIDs, err = parseIDs(v)
+		case "dev_uid":
+			p.Policy.Owner.UID, err = parseID(v)
+		case "dev_gid":
+			p.Policy.Owner.GID, err = parseID(v)
+		case "dev_mode":
+			var m uint64
+			m, err = strconv.ParseUint(v, 8, 32)
+			if err == nil && m > 0o777 {
+				err = errors.New("mode above 0777")
+			}
+			p.Policy.Owner.Mode = uint32(m)
+		case "max_devices":
+			p.Policy.Limit, err = strconv.Atoi(v)
+			if err == nil && (p.Policy.Limit < 1 || p.Policy.Limit > driver.MaxUnit+1) {
+				err = errors.New("out of range")
+			}
+		default:
+			return nil, fmt.Errorf("jail: unknown parameter %q (name, vnet, vnet=PATH, path, persist, clone_uid, clone_gid, dev_uid, dev_gid, dev_mode, max_devices)", k)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("jail: %s: %w", a, err)
+		}
+	}
+	if p.Name == "" {
+		return nil, errors.New("jail: name= is required")
+	}
+	if p.Vnet && p.VnetPath != "" {
+		return nil, errors.New("jail: vnet and vnet=PATH exclude each other")
+	}
+	return p, nil
+}
+
+func parseID(s string) (uint32, error) {
+	n, err := strconv.ParseUint(s, 10, 32)
+	return uint32(n), err
+}
+
+func parseIDs(s string) ([]uint32, error) {
+	var out []uint32
+	for _, f := range strings.Split(s, ",") {
+		n, err := parseID(f)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// ownerPID returns PID for a /proc/PID/ns/net path, or 0.
+func ownerPID(path string) int {
+	rest, ok := strings.CutPrefix(filepath.Clean(path), "/proc/")
+	if !ok {
+		return 0
+	}
+	pid, tail, _ := strings.Cut(rest, "/")
+	n, err := strconv.Atoi(pid)
+	if err != nil || n <= 0 || (tail != "ns/net" && !strings.HasPrefix(tail, "task/")) {
+		return 0
+	}
+	return n
+}
+
+// CreateJail makes a jail: its namespace, its device mount (path=), and
+// the watch on the process whose namespace it adopted. On any error
+// nothing is left.
+func (d *Daemon) CreateJail(p *JailParams) (*jails.Jail, error) {
+	if !p.Persist && p.Path == "" && !p.HasParent && ownerPID(p.VnetPath) == 0 {
+		return nil, fmt.Errorf("jail %s: it would have no process and no mount, and die at once (add persist, path= or command=)", p.Name)
+	}
+	var ns *jails.Netns
+	var err error
+	switch {
+	case p.VnetPath != "":
+		ns, err = jails.OpenNetns(p.VnetPath)
+	case p.Vnet:
+		ns, err = jails.NewNetns()
+	default:
+		// No vnet: the jail shares the host's network namespace, as a
+		// FreeBSD jail without vnet shares prison0's.
+		ns, err = jails.OpenNetns(fmt.Sprintf("/proc/self/fd/%d", d.jails.Host().Netns().Fd()))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("jail %s: %w", p.Name, err)
+	}
+	var pidfd int = -1
+	if pid := ownerPID(p.VnetPath); pid > 0 {
+		pidfd, err = unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
+		if err != nil {
+			ns.Close()
+			return nil, fmt.Errorf("jail %s: watch pid %d: %w", p.Name, pid, err)
+		}
+	}
+	j, err := d.jails.Create(jails.Options{Name: p.Name, Netns: ns, Created: p.Vnet, Persist: p.Persist, Settings: p.Policy})
+	if err != nil {
+		if pidfd >= 0 {
+			unix.Close(pidfd)
+		}
+		return nil, err
+	}
+	fail := func(err error) (*jails.Jail, error) {
+		if rerr := d.jails.Remove(j.Name()); rerr != nil {
+			d.logger.Printf("jail %s: undo: %v", j.Name(), rerr)
+		}
+		return nil, err
+	}
+	if pidfd >= 0 {
+		f := os.NewFile(uintptr(pidfd), "pidfd")
+		d.mu.Lock()
+		d.owners[j] = f
+		d.mu.Unlock()
+		go d.watchOwner(j, f)
+	}
+	if err := d.devices.SetLimit(j, p.Policy.Limit); err != nil {
+		return fail(fmt.Errorf("jail %s: %w", p.Name, err))
+	}
+	if p.Path != "" {
+		if err := os.MkdirAll(p.Path, 0o755); err != nil {
+			return fail(fmt.Errorf("jail %s: path: %w", p.Name, err))
+		}
+		// Meant for other users (containers): allow_other, with the
+		// kernel enforcing the nodes' owner and mode.
+		if err := d.Mount(j.Name(), p.Path, fs.Options{AllowOther: true, Debug: d.opts.Debug}); err != nil {
+			return fail(err)
+		}
+	}
+	return j, nil
+}
+
+// watchOwner removes the jail when the process whose namespace it adopted
+// exits (a container going away). pidfd is readable once it has exited.
+// stopOwnerWatch ends it early, when the jail goes first.
+func (d *Daemon) watchOwner(j *jails.Jail, f *os.File) {
+	defer func() {
+		d.mu.Lock()
+		delete(d.owners, j)
+		d.mu.Unlock()
+		f.Close()
+	}()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return
+	}
+	// A non-blocking pidfd sits on Go's netpoller and becomes readable
+	// when the process exits.
+	first := true
+	err = rc.Read(func(fd uintptr) bool {
+		if first {
+			first = false
+			pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+			n, _ := unix.Poll(pfd, 0)
+			return n > 0
+		}
+		return true
+	})
+	if err != nil {
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			d.logger.Printf("jail %s: watching its process: %v", j.Name(), err)
+		}
+		return
+	}
+	if j.State() != jails.Alive {
+		return
+	}
+	d.logger.Printf("jail %s: its process exited; removing it", j.Name())
+	if err := d.jails.Remove(j.Name()); err != nil && !errors.Is(err, jails.ErrNotFound) {
+		d.logger.Printf("jail %s: %v", j.Name(), err)
+	}
+}
+
+// stopOwnerWatch ends the watch on a removed jail's process.
+func (d *Daemon) stopOwnerWatch(j *jails.Jail) {
+	d.mu.Lock()
+	f := d.owners[j]
+	d.mu.Unlock()
+	if f != nil {
+		f.SetReadDeadline(time.Now())
+	}
+}
+
+// RemoveJail is `jail -r`.
+func (d *Daemon) RemoveJail(name string) error {
+	if name == "" || name == jails.HostName || name == "0" {
+		return fmt.Errorf("jail -r %s: %w", name, jails.ErrHost)
+	}
+	return d.jails.Remove(name)
+}
+
+// ExecInfo tells a client how to run a command inside a jail: the path of
+// its network namespace and a device directory to put at /dev.
+type ExecInfo struct {
+	Netns  string `json:"netns"`
+	DevDir string `json:"dev_dir"`
+}
+
+// execInfo returns (making on first use) the jail's /dev mount for
+// commands, with the standard devices beside the tunnels.
+func (d *Daemon) execInfo(name string) (*ExecInfo, error) {
+	j, err := d.jail(name)
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(filepath.Dir(d.opts.Socket), "jails", strconv.Itoa(os.Getpid()), j.Name(), "dev")
+	d.mu.Lock()
+	_, mounted := d.mounts[dir]
+	d.mu.Unlock()
+	if !mounted {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("jexec %s: %w", name, err)
+		}
+		if err := d.mountInternal(j, dir); err != nil {
+			return nil, fmt.Errorf("jexec %s: %w", name, err)
+		}
+	}
+	return &ExecInfo{
+		Netns:  fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), j.Netns().Fd()),
+		DevDir: dir,
+	}, nil
+}
+
+// jailInfos lists jails for jls; dying ones only with dying.
+func (d *Daemon) jailInfos(dying bool) []JailInfo {
+	var out []JailInfo
+	for _, j := range d.jails.List() {
+		if j.State() != jails.Alive && !dying {
+			continue
+		}
+		out = append(out, d.jailInfo(j))
+	}
+	return out
+}
+
+func (d *Daemon) jailInfo(j *jails.Jail) JailInfo {
+	ji := JailInfo{
+		JID: j.ID(), Name: j.Name(), State: j.State().String(),
+		Netns: j.Netns().Path(), NetnsID: j.Netns().Ino(),
+		Persist: j.Persist(), Holds: j.Holds(), Devices: len(d.devices.Devices(j)),
+	}
+	d.mu.Lock()
+	for dir, m := range d.mounts {
+		if m != nil && m.Jail() == j && !d.internal[dir] {
+			ji.Paths = append(ji.Paths, dir)
+		}
+	}
+	d.mu.Unlock()
+	return ji
+}
+
+// maybeRemoveIdle removes a non-persistent jail whose last mount is gone.
+func (d *Daemon) maybeRemoveIdle(j *jails.Jail) {
+	if j.IsHost() || j.Persist() || j.State() != jails.Alive {
+		return
+	}
+	d.mu.Lock()
+	for dir, m := range d.mounts {
+		if (m == nil || m.Jail() == j) && !d.internal[dir] {
+			d.mu.Unlock()
+			return
+		}
+	}
+	d.mu.Unlock()
+	d.logger.Printf("jail %s: last mount gone; removing it", j.Name())
+	go func() {
+		if err := d.jails.Remove(j.Name()); err != nil && !errors.Is(err, jails.ErrNotFound) {
+			d.logger.Printf("jail %s: %v", j.Name(), err)
+		}
+	}()
+}
