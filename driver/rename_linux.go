@@ -192,14 +192,20 @@ func (m *Manager) deviceByIndex(js *jailState, index int) *Device {
 }
 
 // Resolve finds a live device of jail j by node name or interface name, as
-// Lookup does; when none matches, it asks the kernel whether name is the
-// new name of one of the jail's interfaces, renamed so recently that the
-// watcher has not seen it yet, and records the name. It emits no event, so
-// it may run inside a FUSE request.
+// Lookup does, or else as ResolveRenamed does.
 func (m *Manager) Resolve(j *jails.Jail, name string) *Device {
 	if d := m.Lookup(j, name); d != nil {
 		return d
 	}
+	return m.ResolveRenamed(j, name)
+}
+
+// ResolveRenamed asks the kernel whether name is the new name of one of
+// jail j's interfaces, renamed so recently that the watcher has not seen it
+// yet, and if so records the name and returns the device. It costs a
+// netlink round trip and emits no event, so it may run inside a FUSE
+// request.
+func (m *Manager) ResolveRenamed(j *jails.Jail, name string) *Device {
 	if name == "" || len(name) > IfNameMax {
 		return nil
 	}

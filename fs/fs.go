@@ -410,7 +410,7 @@ func (fs *Mount) Lookup(cancel <-chan struct{}, h *fuse.InHeader, name string, o
 	if h.NodeId != fuse.FUSE_ROOT_ID {
 		return fuse.ENOTDIR
 	}
-	if d := fs.m.Resolve(fs.jail, name); d != nil {
+	if d := fs.m.Lookup(fs.jail, name); d != nil {
 		if name != d.DevName() {
 			return fs.replyAlias(d, out)
 		}
@@ -421,6 +421,11 @@ func (fs *Mount) Lookup(cancel <-chan struct{}, h *fuse.InHeader, name string, o
 	}
 	_, unit, ok := driver.ParseName(name)
 	if !ok {
+		// An interface renamed a moment ago (alias.go); clone names,
+		// the hot path, never ask the kernel.
+		if d := fs.m.ResolveRenamed(fs.jail, name); d != nil {
+			return fs.replyAlias(d, out)
+		}
 		return fuse.ENOENT
 	}
 	req := clonehandler.Request{Jail: fs.jail, Name: name, Cred: cred(h)}
