@@ -599,3 +599,27 @@ func TestTransient(t *testing.T) {
 		})
 	}
 }
+
+// TestFUSELimits pins down what the README says FUSE leaves out: the VFS
+// answers FIONREAD from the node's size, FIOASYNC cannot be switched on,
+// and FIONBIO works (in the VFS).
+func TestFUSELimits(t *testing.T) {
+	e := newEnv(t)
+	fd := e.open(t, "tun", 0)
+	st, err := os.Stat(filepath.Join(e.dir, devName(t, fd)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := unix.IoctlGetInt(fd, unix.TIOCINQ); err != nil || int64(n) != st.Size() {
+		t.Errorf("FIONREAD = %d, %v; want the node's size %d, whatever is queued", n, err, st.Size())
+	}
+	if err := unix.IoctlSetPointerInt(fd, 0x5452, 1); !errors.Is(err, unix.ENOTTY) { // FIOASYNC
+		t.Errorf("FIOASYNC on = %v, want ENOTTY (no SIGIO for FUSE files)", err)
+	}
+	if err := unix.IoctlSetPointerInt(fd, 0x5421, 1); err != nil { // FIONBIO
+		t.Fatalf("FIONBIO: %v", err)
+	}
+	if _, err := unix.Read(fd, make([]byte, 2048)); !errors.Is(err, unix.EAGAIN) {
+		t.Errorf("read after FIONBIO with nothing queued: %v, want EAGAIN", err)
+	}
+}
