@@ -114,3 +114,30 @@ func TestRename235704(t *testing.T) {
 		t.Fatalf("interfaces left: %v", links)
 	}
 }
+
+// TestRenameInJail: the alias shows in the jail's own directory only, and
+// destroy by the new name works there (the 235704 scenario in a VNET jail).
+func TestRenameInJail(t *testing.T) {
+	e := newEnv(t)
+	e.cli(t, "jail", "-c", "name=r", "vnet", "persist")
+	dir := e.d.Mount(t, "r")
+	tun := e.cli(t, "ifconfig", "-j", "r", "tun", "create")
+	e.cli(t, "jexec", "r", "ip", "link", "set", tun, "name", "foo")
+	if target, err := os.Readlink(filepath.Join(dir, "foo")); err != nil || target != tun {
+		t.Fatalf("foo in the jail's directory -> %q, %v; want %s", target, err, tun)
+	}
+	if e.listed(t, "foo") || e.listed(t, tun) {
+		t.Fatal("the jail's device or alias shows in the host's directory")
+	}
+	e.cli(t, "ifconfig", "-j", "r", "foo", "destroy")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, de := range ents {
+		if de.Name() == "foo" || de.Name() == tun {
+			t.Fatalf("%s still listed after destroy", de.Name())
+		}
+	}
+	e.cli(t, "jail", "-r", "r")
+}
