@@ -335,12 +335,16 @@ func (d *Daemon) watchMount(m *fs.Mount) {
 	}
 }
 
+// mountAt returns the daemon's mount at dir, or nil.
+func (d *Daemon) mountAt(dir string) *fs.Mount {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.mounts[filepath.Clean(dir)]
+}
+
 // Unmount unmounts dir.
 func (d *Daemon) Unmount(dir string) error {
-	dir = filepath.Clean(dir)
-	d.mu.Lock()
-	m := d.mounts[dir]
-	d.mu.Unlock()
+	m := d.mountAt(dir)
 	if m == nil {
 		return fmt.Errorf("umount %s: not a tundevfs mount of this daemon", dir)
 	}
@@ -348,10 +352,7 @@ func (d *Daemon) Unmount(dir string) error {
 }
 
 func (d *Daemon) waitMount(dir string) error {
-	dir = filepath.Clean(dir)
-	d.mu.Lock()
-	m := d.mounts[dir]
-	d.mu.Unlock()
+	m := d.mountAt(dir)
 	if m == nil {
 		return fmt.Errorf("wait %s: not mounted", dir)
 	}
