@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tundevfs/tundevfs/daemon"
+	"github.com/tundevfs/tundevfs/fs"
 	"github.com/tundevfs/tundevfs/jails"
 )
 
@@ -270,23 +271,8 @@ func (d *Daemon) Stop() {
 			<-d.exited
 		}
 	}
-	if isMounted(d.Dir) {
+	if fs.IsMounted(d.Dir) {
 		unix.Unmount(d.Dir, unix.MNT_DETACH)
 	}
 	os.RemoveAll(d.work)
-}
-
-// isMounted reports whether dir is a mount point.
-func isMounted(dir string) bool {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return false
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 && f[4] == dir {
-			return true
-		}
-	}
-	return false
 }

@@ -98,6 +98,7 @@ type Device struct {
 // Handle is the open state of a device (exclusive: one at a time).
 type Handle struct {
 	dev       *Device
+	batch     atomic.Bool   // batch mode (TUNSBATCH) is on for this open file
 	closed    chan struct{} // closed by Close
 	stop      chan struct{} // stops the watcher
 	wantc     chan struct{} // a reader wants a readiness wakeup
@@ -397,9 +398,19 @@ func (h *Handle) Read(cancel <-chan struct{}, buf []byte, nonblock bool) (int, e
 		return 0, err
 	}
 	defer d.exit()
+	return h.wait(cancel, nonblock, func() (int, error) { return d.readPacket(buf) })
+}
+
+// wait runs try, a non-blocking read, until it finds something: with
+// nothing queued it fails at once with ErrWouldBlock if nonblock, and
+// otherwise blocks until a packet may have arrived, cancel is closed
+// (ErrInterrupted), the device is destroyed (ErrGone) or the handle closed.
+// Callers are inside enter/exit.
+func (h *Handle) wait(cancel <-chan struct{}, nonblock bool, try func() (int, error)) (int, error) {
+	d := h.dev
 	for {
 		ready := d.readyChan()
-		n, err := d.readPacket(buf)
+		n, err := try()
 		if err == nil {
 			return n, nil
 		}
@@ -426,8 +437,7 @@ func (h *Handle) Read(cancel <-chan struct{}, buf []byte, nonblock bool) (int, e
 }
 
 // readPacket reads one packet without blocking, dropping the packets a
-// reader must not see (IPv6 on a tun without IFHEAD), in the form the
-// reader's mode asks for (ifhead.go).
+// reader must not see (IPv6 on a tun without IFHEAD).
 func (d *Device) readPacket(buf []byte) (int, error) {
 	for {
 		scratch := getBuf()
@@ -462,24 +472,32 @@ func (h *Handle) Write(data []byte) (int, error) {
 	if len(data) == 0 {
 		return 0, nil
 	}
+	if err := d.writePacket(data); err != nil {
+		return 0, err
+	}
+	return len(data), nil
+}
+
+// writePacket sends one packet; callers are inside enter/exit.
+func (d *Device) writePacket(data []byte) error {
 	if len(data) > d.mru() {
-		return 0, fmt.Errorf("write %s: %d bytes: %w", d.DevName(), len(data), ErrTooBig)
+		return fmt.Errorf("write %s: %d bytes: %w", d.DevName(), len(data), ErrTooBig)
 	}
 	dropped, err := d.send(data)
 	if err != nil {
 		if (errors.Is(err, unix.EIO) || errors.Is(err, ErrNoFamily) || errors.Is(err, ErrShort)) &&
 			!linkIsUp(d.js.nl, d.ifindex) {
 			d.drops.Add(1)
-			return len(data), nil // "ignore silently"
+			return nil // "ignore silently"
 		}
-		return 0, fmt.Errorf("write %s: %w", d.DevName(), err)
+		return fmt.Errorf("write %s: %w", d.DevName(), err)
 	}
 	if dropped {
 		d.drops.Add(1)
-		return len(data), nil
+		return nil
 	}
 	d.txPackets.Add(1)
-	return len(data), nil
+	return nil
 }
 
 // Close ends the open (tunclose, on last close): queued packets are dropped,

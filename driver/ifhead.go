@@ -67,6 +67,21 @@ func (d *Device) delivers(pkt []byte) bool {
 	return false
 }
 
+// framedLen is the length frame gives pkt with room enough.
+func (d *Device) framedLen(pkt []byte) int {
+	if d.drv.IsL2() {
+		return int(d.ioc.vhdr.Load()) + len(pkt) - vnetHdrMrgRxbuf
+	}
+	mode := d.ioc.mode.Load()
+	switch {
+	case mode&modeIfHead != 0:
+		return ifHeadLen + len(pkt)
+	case mode&modeLMode != 0:
+		return sizeofSockaddrIn + len(pkt)
+	}
+	return len(pkt)
+}
+
 // frame copies pkt, a packet delivers accepted, into buf in the form the
 // reader sees, truncating it to buf.
 func (d *Device) frame(buf, pkt []byte) int {

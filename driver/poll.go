@@ -95,6 +95,11 @@ func (d *Device) peek() (readable, filled bool, err error) {
 func (d *Device) readRaw(buf []byte) (int, error) {
 	d.stashMu.Lock()
 	defer d.stashMu.Unlock()
+	return d.readRawLocked(buf)
+}
+
+// readRawLocked is readRaw with d.stashMu held.
+func (d *Device) readRawLocked(buf []byte) (int, error) {
 	if d.stash != nil {
 		n := copy(buf, (*d.stash)[:d.stashLen])
 		putBuf(d.stash)

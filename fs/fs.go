@@ -730,7 +730,14 @@ func (fs *Mount) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse
 	if int(in.Size) < len(buf) {
 		buf = buf[:in.Size]
 	}
-	n, err := h.Read(cancel, buf, in.Flags&syscall.O_NONBLOCK != 0)
+	nonblock := in.Flags&syscall.O_NONBLOCK != 0
+	var n int
+	var err error
+	if h.Batch() {
+		n, err = h.ReadBatch(cancel, buf, nonblock)
+	} else {
+		n, err = h.Read(cancel, buf, nonblock)
+	}
 	if err != nil {
 		return nil, errno(err)
 	}
@@ -743,7 +750,13 @@ func (fs *Mount) Write(cancel <-chan struct{}, in *fuse.WriteIn, data []byte) (u
 	if h == nil {
 		return 0, fuse.EBADF
 	}
-	n, err := h.Write(data)
+	var n int
+	var err error
+	if h.Batch() {
+		n, err = h.WriteBatch(data)
+	} else {
+		n, err = h.Write(data)
+	}
 	if err != nil {
 		return 0, errno(err)
 	}

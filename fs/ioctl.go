@@ -146,8 +146,10 @@ func (fs *Mount) ioctl(h *driver.Handle, io ioctls.Ioctl, in *fuse.IoctlIn, inbu
 		return ioctls.PutIfreqMAC(outbuf, mac)
 	case ioctls.VMIO_SIOCSIFFLAGS:
 		return h.SetVMIOFlags(int(int32(uint32(in.Arg))))
+	case ioctls.TUNSBATCH:
+		return h.SetBatch(v != 0)
 	}
-	// TUNSBATCH and anything the table adds before the driver does.
+	// Anything the table adds before the driver does.
 	return fmt.Errorf("ioctl %s: %w", io.Name, driver.ErrNoIoctl)
 }
 

@@ -282,10 +282,14 @@ func tunSurface(t *testing.T, e *env, c client, cl string, subnet int) {
 		t.Fatalf("modes after TUNSIFHEAD: %v", m)
 	}
 
-	// Requests of the other driver, and the reserved one: ENOTTY.
+	// Batch mode switches on and off (its data path: batch_linux_test.go).
+	ok(t, c, "TUNSBATCH", "1")
+	ok(t, c, "TUNSBATCH", "0")
+
+	// Requests of the other driver: ENOTTY.
 	for _, req := range []struct{ name, value string }{
 		{"TAPSVNETHDR", "12"}, {"TAPGVNETHDR", ""}, {"TAPGIFADDR", ""},
-		{"TAPSIFADDR", "02:00:00:00:00:09"}, {"VMIO_SIOCSIFFLAGS", "1"}, {"TUNSBATCH", "1"},
+		{"TAPSIFADDR", "02:00:00:00:00:09"}, {"VMIO_SIOCSIFFLAGS", "1"},
 	} {
 		expect(t, c, req.name, req.value, "", unix.ENOTTY)
 	}

@@ -26,9 +26,8 @@ var fileOpeners = map[string]bool{
 // packages, each with what it opens: never anything on a tundevfs mount.
 var reviewedOpeners = map[string]string{
 	"cmd/tundevfs/commands.go spawnDaemon os.OpenFile":         "the daemon's log beside its socket, by the client",
-	"cmd/tundevfs/commands.go isTundevfsMount os.ReadFile":     "/proc/self/mountinfo",
 	"daemon/daemon.go countDir os.ReadDir":                     "/proc/self/fd, /proc/self/task",
-	"fs/abort_linux.go mountConnID os.Open":                    "/proc/self/mountinfo",
+	"fs/mountinfo_linux.go mounts os.Open":                     "/proc/self/mountinfo",
 	"fs/abort_linux.go abortConnection os.WriteFile":           "/sys/fs/fuse/connections/N/abort",
 	"clonehandler/clonehandler.go supplementaryGroups os.Open": "/proc/PID/status",
 	"fs/pid_linux.go processID os.Open":                        "/proc/TID/status",

@@ -323,7 +323,9 @@ const (
 	TUNGIFHEAD    = iorInt | groupTun | 97     // _IOR('t', 97, int)
 	TUNSTRANSIENT = iowInt | groupTun | 98     // _IOW('t', 98, int)
 
-	// TUNSBATCH is a tundevfs extension, reserved for a batch mode. FreeBSD
+	// TUNSBATCH is a tundevfs extension: batch mode, where a read returns
+	// as many queued packets as fit and a write may carry several, each
+	// behind a 4-byte big-endian length. FreeBSD
 	// uses group 't' up to 127 (tun/tap 89-98, the tty ioctls of
 	// sys/ttycom.h and their compat slots up to 127), so it takes 128.
 	TUNSBATCH = iowInt | groupTun | 128 // _IOW('t', 128, int)
@@ -437,7 +439,7 @@ var Table = []Ioctl{
 		Name:   "TUNSBATCH",
 		Number: TUNSBATCH, Dir: DirWrite, Group: 't', Nr: 128, Size: SizeofInt, Arg: ArgInt,
 		Drivers: DriverAll,
-		Doc:     "tundevfs extension, reserved for a batch mode; answered with ENOTTY until implemented",
+		Doc:     "tundevfs extension: batch mode, packets behind 4-byte big-endian lengths in one read or write",
 	},
 	{
 		Name:   "TAPSIFADDR",

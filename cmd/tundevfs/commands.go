@@ -182,7 +182,7 @@ func newUmountCmd(g *globals) *cobra.Command {
 				return err
 			}
 			// No daemon serves it: a stale mount, or none at all.
-			if !isTundevfsMount(dir) {
+			if !fs.IsTundevfsMount(dir) {
 				return fmt.Errorf("umount %s: not a tundevfs mount", dir)
 			}
 			if uerr := unix.Unmount(dir, 0); uerr != nil {
@@ -193,21 +193,6 @@ func newUmountCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-}
-
-// isTundevfsMount looks dir up in /proc/self/mountinfo.
-func isTundevfsMount(dir string) bool {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return false
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 8 && f[4] == dir && strings.Contains(line, " - fuse.tundevfs ") {
-			return true
-		}
-	}
-	return false
 }
 
 func newIfconfigCmd(g *globals) *cobra.Command {

@@ -77,8 +77,8 @@ struct tuninfo {
 #define TUNSTRANSIENT     _IOW('t', 98, int)
 
 /*
- * tundevfs extension, reserved for a batch mode; answered with ENOTTY until
- * implemented.
+ * tundevfs extension: batch mode, packets behind 4-byte big-endian lengths
+ * in one read or write.
  */
 #define TUNSBATCH         _IOW('t', 128, int)
 

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tundevfs/tundevfs/daemon"
+	"github.com/tundevfs/tundevfs/fs"
 	"github.com/tundevfs/tundevfs/jails"
 )
 
@@ -262,10 +263,10 @@ func (d *Daemon) Mount(t testing.TB, jail string) string {
 	dir := t.TempDir()
 	d.Call(t, daemon.Request{Op: "mount", Dir: dir, Jail: jail}, nil)
 	t.Cleanup(func() {
-		if isMounted(dir) {
+		if fs.IsMounted(dir) {
 			daemon.Call(d.Socket, daemon.Request{Op: "umount", Dir: dir})
 		}
-		if isMounted(dir) {
+		if fs.IsMounted(dir) {
 			unix.Unmount(dir, unix.MNT_DETACH)
 			t.Errorf("mount %s was still there at cleanup", dir)
 		}
@@ -273,23 +274,8 @@ func (d *Daemon) Mount(t testing.TB, jail string) string {
 	return dir
 }
 
-// isMounted reports whether dir is a mount point in /proc/self/mountinfo.
-func isMounted(dir string) bool {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return false
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 && f[4] == dir {
-			return true
-		}
-	}
-	return false
-}
-
 // IsMounted reports whether dir is a mount point.
-func IsMounted(dir string) bool { return isMounted(dir) }
+func IsMounted(dir string) bool { return fs.IsMounted(dir) }
 
 // WaitFor polls cond every 10ms for up to 10s; it reports whether cond held.
 // It guards against hangs, not against slowness.
