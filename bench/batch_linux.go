@@ -86,7 +86,7 @@ func writeBatch(e *Endpoint, buf []byte, pkts [][]byte) (int, error) {
 // readBatch does one batch read into buf and points bufs[i] at each packet
 // in it, in order; it returns how many there were.
 func readBatch(e *Endpoint, buf []byte, bufs [][]byte, sizes []int) (int, error) {
-	n, err := unix.Read(e.Fd, buf)
+	n, err := readRetry(e.Fd, buf)
 	if err != nil {
 		return 0, fmt.Errorf("batch read %s: %w", e.Name, err)
 	}

@@ -93,6 +93,14 @@ func (c *seqCheck) see(seq uint32) {
 	c.next = seq + 1
 }
 
+// extractRuns tells the datagrams of one extract call from those an earlier
+// call left queued in the device (its last kicks).
+var extractRuns atomic.Uint32
+
+// kickSeq is the sequence number of the datagrams that wake the reader at
+// the end of an extract; they are no part of the sequence.
+const kickSeq = ^uint32(0)
+
 // seqOffset is where a packet of e carries its sequence number: the first
 // 4 bytes of the UDP payload.
 func (e *Endpoint) seqOffset() int {
@@ -205,7 +213,14 @@ func extract(e *Endpoint, size int, tm timing) (Rate, error) {
 		return Rate{}, fmt.Errorf("extract %s: %w", e.Name, err)
 	}
 	defer unix.Close(sock)
+	// The payload: the sequence number, then the run (when there is room:
+	// 64-byte tap frames carry 22 bytes).
 	payload := make([]byte, e.payloadLen(size))
+	run := extractRuns.Add(1)
+	ours := func(p []byte) bool { return p != nil && (len(p) < 8 || binary.BigEndian.Uint32(p[4:]) == run) }
+	if len(payload) >= 8 {
+		binary.BigEndian.PutUint32(payload[4:], run)
+	}
 	w := newWindow(256) // below the tun queue (500)
 	var order seqCheck
 
@@ -226,17 +241,17 @@ func extract(e *Endpoint, size int, tm timing) (Rate, error) {
 				rerr <- err
 				return
 			}
-			var ours int64
+			var mine int64
 			for i := range n {
-				if p := e.udpOutPayload(bufs[i][:sizes[i]]); p != nil {
-					if len(p) >= 4 {
+				if p := e.udpOutPayload(bufs[i][:sizes[i]]); ours(p) {
+					if len(p) >= 4 && binary.BigEndian.Uint32(p) != kickSeq {
 						order.see(binary.BigEndian.Uint32(p))
 					}
-					ours++
+					mine++
 				}
 			}
-			recv.Add(uint64(ours))
-			w.arrived(ours)
+			recv.Add(uint64(mine))
+			w.arrived(mine)
 		}
 		rerr <- nil
 	}()
@@ -272,8 +287,8 @@ func extract(e *Endpoint, size int, tm timing) (Rate, error) {
 	if got := recv.Load(); got < r.Sent {
 		r.Lost = r.Sent - got
 	}
-	// The reader has seen what it will count; the kicks below are
-	// datagrams of their own with a stale sequence number.
+	// The reader has seen what it will count; the kicks below carry
+	// kickSeq, and what a later call finds of them queued is not its run.
 	r.Disorder = order.disorder.Load()
 	// The reader is blocked in read(2): send until it has seen the stop.
 	stopRead.Store(true)
@@ -285,6 +300,9 @@ func extract(e *Endpoint, size int, tm timing) (Rate, error) {
 		case rer := <-rerr:
 			return r, errors.Join(err, rer)
 		case <-kick.C:
+			if len(payload) >= 4 {
+				binary.BigEndian.PutUint32(payload, kickSeq)
+			}
 			unix.Write(sock, payload)
 		case <-deadline:
 			return r, errors.Join(err, fmt.Errorf("extract %s: the reader did not return", e.Name))

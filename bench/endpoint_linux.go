@@ -100,12 +100,25 @@ func (e *Endpoint) read(bufs [][]byte, sizes []int) (int, error) {
 	if e.readBatch != nil {
 		return e.readBatch(bufs, sizes)
 	}
-	n, err := unix.Read(e.Fd, bufs[0])
+	n, err := readRetry(e.Fd, bufs[0])
 	if err != nil {
 		return 0, fmt.Errorf("read %s: %w", e.Name, err)
 	}
 	sizes[0] = n
 	return 1, nil
+}
+
+// readRetry is read(2), again after EINTR. A FUSE read that a signal
+// interrupts while it waits for a packet fails with EINTR even under
+// SA_RESTART (the daemon answers the interrupt), where a read of a TUN fd
+// would be restarted; Go's os.File retries the same way.
+func readRetry(fd int, buf []byte) (int, error) {
+	for {
+		n, err := unix.Read(fd, buf)
+		if err != unix.EINTR {
+			return n, err
+		}
+	}
 }
 
 // openDirect opens a TUN/TAP fd the way the daemon does (TUNSETIFF,
