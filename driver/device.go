@@ -74,7 +74,7 @@ type Device struct {
 
 	mu       sync.Mutex // guards the fields below
 	name     string     // the interface's current name
-	ifindex  int
+	ifindex  int        // set at creation, never changed
 	state    devState
 	refs     [numRefKinds]int
 	busy     int

@@ -73,7 +73,11 @@ type jailState struct {
 	// by newDevice, Destroy and Device.syncName, so a name that is no
 	// device's (the bare "tun" of every clone) is a map miss, not a scan.
 	byIfName map[string]*Device
-	limit    int
+	// byIndex holds the live devices by ifindex, which never changes, for
+	// the rename watcher, which looks up every RTM_NEWLINK of the
+	// namespace (each clone makes some).
+	byIndex map[int]*Device
+	limit   int
 }
 
 type unitKey struct {
@@ -163,7 +167,7 @@ func (m *Manager) jailStateLocked(j *jails.Jail) (*jailState, error) {
 	if err != nil {
 		return nil, err
 	}
-	js := &jailState{jail: j, nl: nl, devices: make(map[string]*Device), byIfName: make(map[string]*Device), limit: DefaultDeviceLimit}
+	js := &jailState{jail: j, nl: nl, devices: make(map[string]*Device), byIfName: make(map[string]*Device), byIndex: make(map[int]*Device), limit: DefaultDeviceLimit}
 	if js.watch, err = startRenameWatch(m, js); err != nil {
 		nl.Close()
 		return nil, err
@@ -421,6 +425,7 @@ func (m *Manager) newDevice(j *jails.Jail, js *jailState, drv *Driver, u int, or
 		return nil, fmt.Errorf("create %s in jail %s: %w", name, j.Name(), ErrDetached)
 	}
 	js.devices[name] = d
+	js.byIndex[idx] = d
 	m.indexNameLocked(js, d)
 	m.all[d] = struct{}{}
 	m.mu.Unlock()
@@ -469,6 +474,9 @@ func (m *Manager) Destroy(d *Device) error {
 	m.units[key].clear(d.unit)
 	if js := m.jails[d.jail]; js != nil && js.devices[d.DevName()] == d {
 		delete(js.devices, d.DevName())
+		if js.byIndex[d.ifindex] == d {
+			delete(js.byIndex, d.ifindex)
+		}
 		m.unindexNameLocked(js, d)
 	}
 	m.mu.Unlock()
