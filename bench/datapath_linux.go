@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -71,6 +72,42 @@ type Rate struct {
 	PPS  float64 // packets per second counted at the receiving end
 	Sent uint64  // packets handed to the sending end
 	Lost uint64  // sent but never counted at the receiving end
+	// Disorder counts packets that arrived after a later one or twice,
+	// by the sequence number in their first payload bytes.
+	Disorder uint64
+}
+
+// seqCheck follows the sequence numbers of arriving packets. Only the
+// receiving goroutine calls see; disorder may be read at any time.
+type seqCheck struct {
+	next     uint32
+	disorder atomic.Uint64
+}
+
+// see records the arrival of packet seq.
+func (c *seqCheck) see(seq uint32) {
+	if seq < c.next {
+		c.disorder.Add(1) // reordered or duplicated
+		return
+	}
+	c.next = seq + 1
+}
+
+// extractRuns tells the datagrams of one extract call from those an earlier
+// call left queued in the device (its last kicks).
+var extractRuns atomic.Uint32
+
+// kickSeq is the sequence number of the datagrams that wake the reader at
+// the end of an extract; they are no part of the sequence.
+const kickSeq = ^uint32(0)
+
+// seqOffset is where a packet of e carries its sequence number: the first
+// 4 bytes of the UDP payload.
+func (e *Endpoint) seqOffset() int {
+	if e.L2 {
+		return etherHeader + ipUDPHeader
+	}
+	return ipUDPHeader
 }
 
 // timing is how long a measurement warms up and then counts.
@@ -107,8 +144,12 @@ func inject(e *Endpoint, size int, tm timing) (Rate, error) {
 		return Rate{}, fmt.Errorf("inject %s: %w", e.Name, err)
 	}
 	defer unix.Close(sock)
-	pkts := [][]byte{e.udpIn(size)}
+	pkts := make([][]byte, e.batch)
+	for i := range pkts {
+		pkts[i] = e.udpIn(size)
+	}
 	w := newWindow(512)
+	var order seqCheck
 
 	var recv atomic.Uint64
 	var stopRead atomic.Bool
@@ -117,7 +158,10 @@ func inject(e *Endpoint, size int, tm timing) (Rate, error) {
 		defer close(readDone)
 		buf := make([]byte, 2048)
 		for !stopRead.Load() {
-			if _, err := unix.Read(sock, buf); err == nil {
+			if n, err := unix.Read(sock, buf); err == nil {
+				if n >= 4 {
+					order.see(binary.BigEndian.Uint32(buf))
+				}
 				recv.Add(1)
 				w.arrived(1)
 			}
@@ -128,9 +172,14 @@ func inject(e *Endpoint, size int, tm timing) (Rate, error) {
 	var sent atomic.Uint64
 	werr := make(chan error, 1)
 	go func() {
+		off, seq := e.seqOffset(), uint32(0)
 		for !stop.Load() {
 			w.wait()
+			for i, p := range pkts {
+				binary.BigEndian.PutUint32(p[off:], seq+uint32(i))
+			}
 			n, err := e.write(pkts)
+			seq += uint32(n)
 			w.sent.Add(int64(n))
 			sent.Add(uint64(n))
 			if err != nil {
@@ -146,7 +195,7 @@ func inject(e *Endpoint, size int, tm timing) (Rate, error) {
 	drain(recv.Load, sent.Load())
 	stopRead.Store(true)
 	<-readDone
-	r := Rate{PPS: pps, Sent: sent.Load()}
+	r := Rate{PPS: pps, Sent: sent.Load(), Disorder: order.disorder.Load()}
 	if got := recv.Load(); got < r.Sent {
 		r.Lost = r.Sent - got
 	}
@@ -164,17 +213,27 @@ func extract(e *Endpoint, size int, tm timing) (Rate, error) {
 		return Rate{}, fmt.Errorf("extract %s: %w", e.Name, err)
 	}
 	defer unix.Close(sock)
+	// The payload: the sequence number, then the run (when there is room:
+	// 64-byte tap frames carry 22 bytes).
 	payload := make([]byte, e.payloadLen(size))
+	run := extractRuns.Add(1)
+	ours := func(p []byte) bool { return p != nil && (len(p) < 8 || binary.BigEndian.Uint32(p[4:]) == run) }
+	if len(payload) >= 8 {
+		binary.BigEndian.PutUint32(payload[4:], run)
+	}
 	w := newWindow(256) // below the tun queue (500)
+	var order seqCheck
 
 	var recv atomic.Uint64
 	var stopRead atomic.Bool
 	rerr := make(chan error, 1)
 	go func() {
-		const batch = 1
-		bufs, sizes := make([][]byte, batch), make([]int, batch)
-		for i := range bufs {
-			bufs[i] = make([]byte, 65536)
+		// One 64 KiB buffer for one packet; a batch read points bufs
+		// into its own buffer, at most one packet per 4-byte header and
+		// 14-byte frame or 20-byte IPv4 header.
+		bufs, sizes := [][]byte{make([]byte, 65536)}, []int{0}
+		if e.readBatch != nil {
+			bufs, sizes = make([][]byte, batchMax/(batchRecHdr+etherHeader)+1), make([]int, batchMax/(batchRecHdr+etherHeader)+1)
 		}
 		for !stopRead.Load() {
 			n, err := e.read(bufs, sizes)
@@ -182,14 +241,17 @@ func extract(e *Endpoint, size int, tm timing) (Rate, error) {
 				rerr <- err
 				return
 			}
-			var ours int64
+			var mine int64
 			for i := range n {
-				if e.isUDPOut(bufs[i][:sizes[i]]) {
-					ours++
+				if p := e.udpOutPayload(bufs[i][:sizes[i]]); ours(p) {
+					if len(p) >= 4 && binary.BigEndian.Uint32(p) != kickSeq {
+						order.see(binary.BigEndian.Uint32(p))
+					}
+					mine++
 				}
 			}
-			recv.Add(uint64(ours))
-			w.arrived(ours)
+			recv.Add(uint64(mine))
+			w.arrived(mine)
 		}
 		rerr <- nil
 	}()
@@ -198,8 +260,12 @@ func extract(e *Endpoint, size int, tm timing) (Rate, error) {
 	var sent atomic.Uint64
 	serr := make(chan error, 1)
 	go func() {
+		seq := uint32(0)
 		for !stop.Load() {
 			w.wait()
+			if len(payload) >= 4 {
+				binary.BigEndian.PutUint32(payload, seq)
+			}
 			if _, err := unix.Write(sock, payload); err != nil {
 				if errors.Is(err, unix.ENOBUFS) || errors.Is(err, unix.EAGAIN) {
 					continue // the queue is full: not sent
@@ -207,6 +273,7 @@ func extract(e *Endpoint, size int, tm timing) (Rate, error) {
 				serr <- fmt.Errorf("extract: send: %w", err)
 				return
 			}
+			seq++
 			w.sent.Add(1)
 			sent.Add(1)
 		}
@@ -220,6 +287,9 @@ func extract(e *Endpoint, size int, tm timing) (Rate, error) {
 	if got := recv.Load(); got < r.Sent {
 		r.Lost = r.Sent - got
 	}
+	// The reader has seen what it will count; the kicks below carry
+	// kickSeq, and what a later call finds of them queued is not its run.
+	r.Disorder = order.disorder.Load()
 	// The reader is blocked in read(2): send until it has seen the stop.
 	stopRead.Store(true)
 	kick := time.NewTicker(5 * time.Millisecond)
@@ -230,6 +300,9 @@ func extract(e *Endpoint, size int, tm timing) (Rate, error) {
 		case rer := <-rerr:
 			return r, errors.Join(err, rer)
 		case <-kick.C:
+			if len(payload) >= 4 {
+				binary.BigEndian.PutUint32(payload, kickSeq)
+			}
 			unix.Write(sock, payload)
 		case <-deadline:
 			return r, errors.Join(err, fmt.Errorf("extract %s: the reader did not return", e.Name))

@@ -24,16 +24,31 @@ type deviceDir struct {
 type Path struct {
 	Name string
 	open func(ns *Netns, dd deviceDir, l2 bool, idx int) (*Endpoint, error)
+	// Batch paths are no column of the table: they are measured on
+	// inject and extract only, in rows of their own ("(batch)") against
+	// the reference.
+	Batch bool
 }
 
-// paths are the columns of the data-path rows, the reference first. A
-// TUNSBATCH path is one more entry here whose Endpoint sets writeBatch and
-// readBatch.
+// paths are the ways to a device, the reference first. The paths that are
+// not Batch are the columns of the table.
 func paths() []Path {
 	return []Path{
 		{Name: "direct", open: openDirect},
 		{Name: "tundevfs", open: openTundevfs},
+		{Name: "batch", open: openBatch, Batch: true},
 	}
+}
+
+// columns are the paths that are columns of the table, the reference first.
+func columns() []Path {
+	var out []Path
+	for _, p := range paths() {
+		if !p.Batch {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // Endpoint is an open, configured device: the interface has local address
@@ -53,8 +68,13 @@ type Endpoint struct {
 
 	// writeBatch and readBatch, when set, move several packets in one
 	// call (TUNSBATCH). Nil: one write(2) or read(2) per packet.
+	// readBatch may point bufs[i] into a buffer of its own, valid until
+	// the next read.
 	writeBatch func(pkts [][]byte) (int, error)
 	readBatch  func(bufs [][]byte, sizes []int) (int, error)
+	// batch is how many packets a write or read moves at most: 1 without
+	// writeBatch and readBatch.
+	batch int
 }
 
 // Close closes the device and destroys its interface.
@@ -80,12 +100,25 @@ func (e *Endpoint) read(bufs [][]byte, sizes []int) (int, error) {
 	if e.readBatch != nil {
 		return e.readBatch(bufs, sizes)
 	}
-	n, err := unix.Read(e.Fd, bufs[0])
+	n, err := readRetry(e.Fd, bufs[0])
 	if err != nil {
 		return 0, fmt.Errorf("read %s: %w", e.Name, err)
 	}
 	sizes[0] = n
 	return 1, nil
+}
+
+// readRetry is read(2), again after EINTR. A FUSE read that a signal
+// interrupts while it waits for a packet fails with EINTR even under
+// SA_RESTART (the daemon answers the interrupt), where a read of a TUN fd
+// would be restarted; Go's os.File retries the same way.
+func readRetry(fd int, buf []byte) (int, error) {
+	for {
+		n, err := unix.Read(fd, buf)
+		if err != unix.EINTR {
+			return n, err
+		}
+	}
 }
 
 // openDirect opens a TUN/TAP fd the way the daemon does (TUNSETIFF,
@@ -195,6 +228,7 @@ func newEndpoint(ns *Netns, path, name string, fd int, l2 bool, idx int) *Endpoi
 		RemoteMAC: [6]byte{0x02, 0, 0, 0, b, 2},
 		Port:      9000 + uint16(idx),
 		ID:        0x4200 + uint16(idx),
+		batch:     1,
 	}
 }
 
@@ -269,13 +303,13 @@ func (e *Endpoint) isEchoReply(p []byte, seq uint16) bool {
 	return itest.IsEchoReply(p, e.ID, seq)
 }
 
-// isUDPOut says whether p, read from the device, is a datagram the suite
-// sent to the remote's Port.
-func (e *Endpoint) isUDPOut(p []byte) bool {
+// udpOutPayload returns the payload of p, read from the device, if it is a
+// datagram the suite sent to the remote's Port, else nil.
+func (e *Endpoint) udpOutPayload(p []byte) []byte {
 	if e.L2 {
-		return itest.FrameUDPPayload(p, e.Port) != nil
+		return itest.FrameUDPPayload(p, e.Port)
 	}
-	return itest.UDPPayload(p, e.Port) != nil
+	return itest.UDPPayload(p, e.Port)
 }
 
 // udpSocket opens a UDP socket in ns, bound to bind if valid and connected

@@ -20,7 +20,7 @@ func Run(ctx context.Context, cfg Config) (*Table, error) {
 		Title:   "tundevfs benchmark: median [min..max] over repetitions; ratio = tundevfs / reference",
 		Machine: Machine(),
 	}
-	for _, p := range paths() {
+	for _, p := range columns() {
 		t.Columns = append(t.Columns, p.Name)
 	}
 	if err := cfg.check(); err != nil {
@@ -109,6 +109,22 @@ func lossNote(lost, sent []uint64, names []string) string {
 	return "loss " + strings.Join(parts, ", ")
 }
 
+// batchNote describes the loss and order of the batch path's packets.
+func batchNote(lost, sent, disorder uint64) string {
+	var parts []string
+	if lost == 0 {
+		parts = append(parts, "no loss")
+	} else {
+		parts = append(parts, fmt.Sprintf("loss %.2f%%", 100*float64(lost)/float64(max(sent, 1))))
+	}
+	if disorder == 0 {
+		parts = append(parts, "in order, no duplicate")
+	} else {
+		parts = append(parts, fmt.Sprintf("%d reordered or duplicated", disorder))
+	}
+	return strings.Join(parts, ", ")
+}
+
 var nan = math.NaN()
 
 // dataPath measures inject, extract and ping-pong for tun and tap at each
@@ -126,7 +142,7 @@ func dataPath(ctx context.Context, cfg Config, t *Table) (err error) {
 	defer d.Stop()
 	dd := deviceDir{dir: d.Dir, destroy: d.Destroy}
 
-	ps := paths()
+	ps := columns()
 	names := t.Columns
 	kinds := []bool{false, true} // tun, tap
 	eps := make([][2]*Endpoint, len(ps))
@@ -153,6 +169,28 @@ func dataPath(ctx context.Context, cfg Config, t *Table) (err error) {
 			par[pi] = append(par[pi], e)
 		}
 	}
+	// The batch path: rows of its own, or a note saying why not.
+	var batchEps [2]*Endpoint
+	batchSkip := ""
+	for _, p := range paths() {
+		if !p.Batch {
+			continue
+		}
+		for k, l2 := range kinds {
+			idx++
+			e, err := p.open(ns, dd, l2, idx)
+			if errors.Is(err, errNoBatch) {
+				batchSkip = errNoBatch.Error()
+				break
+			}
+			if err != nil {
+				return fmt.Errorf("data path: %w", err)
+			}
+			defer e.Close()
+			batchEps[k] = e
+		}
+		break // one batch path
+	}
 
 	type cell struct {
 		k, size int
@@ -161,6 +199,11 @@ func dataPath(ctx context.Context, cfg Config, t *Table) (err error) {
 		inj, ext, p50, p99 samples
 		injLost, injSent   []uint64
 		extLost, extSent   []uint64
+		// the batch path: one series each, against inj[0] and ext[0]
+		binj, bext         []float64
+		bInjLost, bInjSent uint64
+		bExtLost, bExtSent uint64
+		bInjDis, bExtDis   uint64
 	}
 	figs := map[cell]*figures{}
 	for k := range kinds {
@@ -215,6 +258,30 @@ func dataPath(ctx context.Context, cfg Config, t *Table) (err error) {
 					f.p50.add(pi, p50)
 					f.p99.add(pi, p99)
 				}
+				if e := batchEps[k]; e != nil {
+					if err := ctx.Err(); err != nil {
+						return err
+					}
+					r, err := inject(e, size, tm)
+					v := r.PPS
+					if err != nil {
+						v = note(err)
+					}
+					f.binj = append(f.binj, v)
+					f.bInjLost += r.Lost
+					f.bInjSent += r.Sent
+					f.bInjDis += r.Disorder
+
+					r, err = extract(e, size, tm)
+					v = r.PPS
+					if err != nil {
+						v = note(err)
+					}
+					f.bext = append(f.bext, v)
+					f.bExtLost += r.Lost
+					f.bExtSent += r.Sent
+					f.bExtDis += r.Disorder
+				}
 			}
 		}
 		for pi := range ps {
@@ -252,6 +319,33 @@ func dataPath(ctx context.Context, cfg Config, t *Table) (err error) {
 				Note: lossNote(f.extLost, f.extSent, names)})
 			t.Add(Row{Name: name + " ping-pong p50", Unit: "µs", Cells: f.p50.summaries(), Target: atMost(1.6, true)})
 			t.Add(Row{Name: name + " ping-pong p99", Unit: "µs", Cells: f.p99.summaries()})
+		}
+	}
+	for k, l2 := range kinds {
+		drv := "tun"
+		if l2 {
+			drv = "tap"
+		}
+		for si, size := range cfg.Sizes {
+			f := figs[cell{k, size}]
+			name := fmt.Sprintf("%s %4d B", drv, size)
+			sec := ""
+			if k == 0 && si == 0 {
+				sec = fmt.Sprintf("batch mode (TUNSBATCH): up to %d packets per write, 64 KiB reads; the tundevfs column is the batch path, the reference the same direct fd", batchPackets)
+			}
+			var target *Target
+			if si == 0 {
+				target = atLeast(0.5, true)
+			}
+			injNote, extNote := batchSkip, batchSkip
+			if batchSkip == "" {
+				injNote = batchNote(f.bInjLost, f.bInjSent, f.bInjDis)
+				extNote = batchNote(f.bExtLost, f.bExtSent, f.bExtDis)
+			}
+			t.Add(Row{Section: sec, Name: name + " inject (batch)", Unit: "pkt/s",
+				Cells: []Summary{f.inj.summaries()[0], Summarize(f.binj)}, Target: target, Note: injNote})
+			t.Add(Row{Name: name + " extract (batch)", Unit: "pkt/s",
+				Cells: []Summary{f.ext.summaries()[0], Summarize(f.bext)}, Target: target, Note: extNote})
 		}
 	}
 	aggS, oneS := agg.summaries(), one1.summaries()

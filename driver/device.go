@@ -68,9 +68,13 @@ type Device struct {
 
 	rxPackets, txPackets, drops atomic.Uint64
 
+	// indexedName is d's key in js.byIfName, "" when it is not there.
+	// Guarded by Manager.mu, not mu.
+	indexedName string
+
 	mu       sync.Mutex // guards the fields below
 	name     string     // the interface's current name
-	ifindex  int
+	ifindex  int        // set at creation, never changed
 	state    devState
 	refs     [numRefKinds]int
 	busy     int

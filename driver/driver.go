@@ -40,6 +40,10 @@
 //     only be chosen at TUNSETIFF); TAPSVNETHDR decides how much of it the
 //     reader and writer see. A tap's MAC is derived from host, jail and
 //     name, so it is the same every time.
+//   - Creating the interface (openTun) is one Netns.Do and no netlink
+//     round trip: TUNSETIFF, SIOCGIFINDEX and a tap's SIOCSIFHWADDR run on
+//     one thread in the namespace. Finding a device by interface name is a
+//     map lookup (jailState.byIfName), whatever the number of devices.
 //
 // Errors are Go errors wrapping the sentinels of errors.go or a unix.Errno;
 // the fs package turns them into errnos.

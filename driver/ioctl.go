@@ -149,11 +149,17 @@ func (d *Device) transientClose() {
 	}
 }
 
-// syncName records the interface's current name.
+// syncName records the interface's current name and refiles the device in
+// its jail's interface-name index. It takes Device.mu and then
+// Manager.mu, never both at once.
 func (d *Device) syncName(name string) {
 	d.mu.Lock()
+	changed := d.name != name
 	d.name = name
 	d.mu.Unlock()
+	if changed {
+		d.m.renamed(d)
+	}
 }
 
 // ifIndex returns the interface index.

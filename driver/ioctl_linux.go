@@ -20,17 +20,17 @@ const tapOffloads = unix.TUN_F_CSUM | unix.TUN_F_TSO4 | unix.TUN_F_TSO6 | unix.T
 
 // initTap finishes a new tap: the kernel's virtio-net header is set to its
 // 12-byte form (the fd was made with IFF_VNET_HDR), no offload is offered
-// until TAPSVNETHDR asks for one, and the interface gets its stable MAC.
-func initTap(fd int, nl *netlink.Handle, index int, mac net.HardwareAddr) error {
+// until TAPSVNETHDR asks for one, and the interface name gets its stable
+// MAC, set with SIOCSIFHWADDR on s, a socket in the tap's namespace.
+func initTap(fd, s int, name string, mac net.HardwareAddr) error {
 	if err := unix.IoctlSetPointerInt(fd, unix.TUNSETVNETHDRSZ, vnetHdrMrgRxbuf); err != nil {
 		return fmt.Errorf("TUNSETVNETHDRSZ: %w", err)
 	}
 	if err := setTapOffload(fd, false); err != nil {
 		return err
 	}
-	l := &netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: index}}
-	if err := nl.LinkSetHardwareAddr(l, mac); err != nil {
-		return fmt.Errorf("set address %v: %w", mac, err)
+	if err := setHwaddr(s, name, mac); err != nil {
+		return fmt.Errorf("set address %v: SIOCSIFHWADDR: %w", mac, err)
 	}
 	return nil
 }

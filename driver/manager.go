@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"net"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -60,13 +61,23 @@ type Owner struct {
 }
 
 // jailState is the driver's state in one jail: FreeBSD's per-VNET cloners.
+// Manager.mu guards its fields after creation.
 type jailState struct {
 	jail     *jails.Jail
 	nl       *netlink.Handle // netlink in the jail's namespace; nil once detached
 	watch    *renameWatch    // follows interface renames in the namespace; nil once detached
 	detached bool
 	devices  map[string]*Device // by node name (tun0)
-	limit    int
+	// byIfName holds the live devices by interface name, the node name
+	// until a rename. Device.indexedName is each one's key, kept up to date
+	// by newDevice, Destroy and Device.syncName, so a name that is no
+	// device's (the bare "tun" of every clone) is a map miss, not a scan.
+	byIfName map[string]*Device
+	// byIndex holds the live devices by ifindex, which never changes, for
+	// the rename watcher, which looks up every RTM_NEWLINK of the
+	// namespace (each clone makes some).
+	byIndex map[int]*Device
+	limit   int
 }
 
 type unitKey struct {
@@ -156,7 +167,7 @@ func (m *Manager) jailStateLocked(j *jails.Jail) (*jailState, error) {
 	if err != nil {
 		return nil, err
 	}
-	js := &jailState{jail: j, nl: nl, devices: make(map[string]*Device), limit: DefaultDeviceLimit}
+	js := &jailState{jail: j, nl: nl, devices: make(map[string]*Device), byIfName: make(map[string]*Device), byIndex: make(map[int]*Device), limit: DefaultDeviceLimit}
 	if js.watch, err = startRenameWatch(m, js); err != nil {
 		nl.Close()
 		return nil, err
@@ -200,26 +211,48 @@ func (m *Manager) emit(j *jails.Jail, ev Event) {
 // Lookup finds a live device of jail j by node name or interface name.
 func (m *Manager) Lookup(j *jails.Jail, name string) *Device {
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	js, ok := m.jails[j]
 	if !ok || js.detached {
-		m.mu.Unlock()
 		return nil
 	}
 	if d, ok := js.devices[name]; ok {
-		m.mu.Unlock()
 		return d
 	}
-	devs := make([]*Device, 0, len(js.devices))
-	for _, d := range js.devices {
-		devs = append(devs, d)
-	}
-	m.mu.Unlock()
-	for _, d := range devs {
-		if d.Name() == name {
-			return d
-		}
+	// The name is recorded before the index follows it (syncName): a
+	// device caught in between answers by its recorded name, as it would
+	// to a scan.
+	if d, ok := js.byIfName[name]; ok && d.Name() == name {
+		return d
 	}
 	return nil
+}
+
+// indexNameLocked files d in js.byIfName under its current interface name,
+// and no longer under the name it had. Callers hold m.mu.
+func (m *Manager) indexNameLocked(js *jailState, d *Device) {
+	m.unindexNameLocked(js, d)
+	name := d.Name()
+	js.byIfName[name] = d
+	d.indexedName = name
+}
+
+// unindexNameLocked takes d out of js.byIfName. Callers hold m.mu.
+func (m *Manager) unindexNameLocked(js *jailState, d *Device) {
+	if d.indexedName != "" && js.byIfName[d.indexedName] == d {
+		delete(js.byIfName, d.indexedName)
+	}
+	d.indexedName = ""
+}
+
+// renamed brings the interface-name index up to date after d's name
+// changed, if d is still one of its jail's live devices.
+func (m *Manager) renamed(d *Device) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if js := m.jails[d.jail]; js != nil && js == d.js && js.devices[d.DevName()] == d {
+		m.indexNameLocked(js, d)
+	}
 }
 
 // Devices returns the live devices of jail j ordered by driver and unit.
@@ -330,10 +363,9 @@ func (m *Manager) create(j *jails.Jail, drv *Driver, unit int, origin Origin, ow
 			return nil, fmt.Errorf("create %s in jail %s: %w", what, j.Name(), ErrExists)
 		}
 		us.set(u)
-		nl := js.nl
 		m.mu.Unlock()
 
-		d, err := m.newDevice(j, js, nl, drv, u, origin, owner)
+		d, err := m.newDevice(j, js, drv, u, origin, owner)
 		if err == nil {
 			return d, nil
 		}
@@ -352,22 +384,15 @@ func (m *Manager) create(j *jails.Jail, drv *Driver, unit int, origin Origin, ow
 
 // newDevice creates the Linux interface for unit u and registers the
 // device. On failure it has closed what it opened; the caller frees u.
-func (m *Manager) newDevice(j *jails.Jail, js *jailState, nl *netlink.Handle, drv *Driver, u int, origin Origin, owner Owner) (*Device, error) {
+func (m *Manager) newDevice(j *jails.Jail, js *jailState, drv *Driver, u int, origin Origin, owner Owner) (*Device, error) {
 	name := drv.UnitName(u)
-	f, err := openTun(j.Netns(), drv, name)
+	var mac net.HardwareAddr
+	if drv.IsL2() {
+		mac = stableMAC(j.Name(), name)
+	}
+	f, idx, err := openTun(j.Netns(), drv, name, mac)
 	if err != nil {
 		return nil, err
-	}
-	idx, err := linkIndex(nl, name)
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("create %s: %w", name, err)
-	}
-	if drv.IsL2() {
-		if err := initTap(int(f.Fd()), nl, idx, stableMAC(j.Name(), name)); err != nil {
-			f.Close()
-			return nil, fmt.Errorf("create %s: %w", name, err)
-		}
 	}
 	d := &Device{
 		drv:     drv,
@@ -400,6 +425,8 @@ func (m *Manager) newDevice(j *jails.Jail, js *jailState, nl *netlink.Handle, dr
 		return nil, fmt.Errorf("create %s in jail %s: %w", name, j.Name(), ErrDetached)
 	}
 	js.devices[name] = d
+	js.byIndex[idx] = d
+	m.indexNameLocked(js, d)
 	m.all[d] = struct{}{}
 	m.mu.Unlock()
 	return d, nil
@@ -447,6 +474,10 @@ func (m *Manager) Destroy(d *Device) error {
 	m.units[key].clear(d.unit)
 	if js := m.jails[d.jail]; js != nil && js.devices[d.DevName()] == d {
 		delete(js.devices, d.DevName())
+		if js.byIndex[d.ifindex] == d {
+			delete(js.byIndex, d.ifindex)
+		}
+		m.unindexNameLocked(js, d)
 	}
 	m.mu.Unlock()
 

@@ -183,12 +183,7 @@ func (d *Device) alias() string {
 func (m *Manager) deviceByIndex(js *jailState, index int) *Device {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for _, d := range js.devices {
-		if d.ifIndex() == index {
-			return d
-		}
-	}
-	return nil
+	return js.byIndex[index]
 }
 
 // Resolve finds a live device of jail j by node name or interface name, as

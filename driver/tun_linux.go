@@ -3,6 +3,7 @@ package driver
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 
 	"github.com/vishvananda/netlink"
@@ -14,27 +15,19 @@ import (
 // tunPath is the Linux clone device.
 const tunPath = "/dev/net/tun"
 
-// openTun creates the interface name in the namespace ns: it opens
-// /dev/net/tun on a thread inside ns (the interface is created in the
-// namespace of the opener) and asks for name with IFF_TUN_EXCL, so that an
-// existing interface is never attached to. The fd is non-blocking.
-func openTun(ns *jails.Netns, drv *Driver, name string) (*os.File, error) {
-	var fd int
-	err := ns.Do(func() error {
-		var err error
-		fd, err = unix.Open(tunPath, unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
-		if err != nil {
-			return fmt.Errorf("open %s: %w (is the tun module loaded?)", tunPath, err)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
+// openTun creates the interface name in the namespace ns and returns its
+// fd (non-blocking) and ifindex. Everything happens on one thread inside
+// ns, in a single Netns.Do and with no netlink round trip, because this is
+// the clone path: open /dev/net/tun (the interface is created in the
+// namespace of the opener), TUNSETIFF with IFF_TUN_EXCL so that an existing
+// interface is never attached to, SIOCGIFINDEX on a datagram socket in ns,
+// and for a tap or vmnet the rest of initTap: the 12-byte virtio-net
+// header, no offload, and the stable MAC with SIOCSIFHWADDR. On failure
+// the fd is closed, which removes the interface again.
+func openTun(ns *jails.Netns, drv *Driver, name string, mac net.HardwareAddr) (*os.File, int, error) {
 	ifr, err := unix.NewIfreq(name)
 	if err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("create %s: %w", name, err)
+		return nil, 0, fmt.Errorf("create %s: %w", name, err)
 	}
 	flags := uint16(unix.IFF_TUN | unix.IFF_NO_PI | unix.IFF_TUN_EXCL)
 	if drv.IsL2() {
@@ -42,18 +35,58 @@ func openTun(ns *jails.Netns, drv *Driver, name string) (*os.File, error) {
 		// setVnetHdr).
 		flags = unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_VNET_HDR | unix.IFF_TUN_EXCL
 	}
-	ifr.SetUint16(flags)
-	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
-		unix.Close(fd)
-		if errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EEXIST) {
-			return nil, fmt.Errorf("create %s: %w", name, ErrNameTaken)
+	fd, index := -1, 0
+	err = ns.Do(func() error {
+		var err error
+		fd, err = unix.Open(tunPath, unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+		if err != nil {
+			return fmt.Errorf("open %s: %w (is the tun module loaded?)", tunPath, err)
 		}
-		if errors.Is(err, unix.EPERM) {
-			return nil, fmt.Errorf("create %s: TUNSETIFF: %w (the daemon needs CAP_NET_ADMIN in the jail's namespace)", name, err)
+		ifr.SetUint16(flags)
+		if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
+			if errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EEXIST) {
+				return fmt.Errorf("create %s: %w", name, ErrNameTaken)
+			}
+			if errors.Is(err, unix.EPERM) {
+				return fmt.Errorf("create %s: TUNSETIFF: %w (the daemon needs CAP_NET_ADMIN in the jail's namespace)", name, err)
+			}
+			return fmt.Errorf("create %s: TUNSETIFF: %w", name, err)
 		}
-		return nil, fmt.Errorf("create %s: TUNSETIFF: %w", name, err)
+		s, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("create %s: socket: %w", name, err)
+		}
+		defer unix.Close(s)
+		if index, err = ifIndex(s, name); err != nil {
+			return fmt.Errorf("create %s: %w", name, err)
+		}
+		if drv.IsL2() {
+			if err := initTap(fd, s, name, mac); err != nil {
+				return fmt.Errorf("create %s: %w", name, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+		return nil, 0, err
 	}
-	return os.NewFile(uintptr(fd), name), nil
+	return os.NewFile(uintptr(fd), name), index, nil
+}
+
+// ifIndex returns the ifindex of interface name with SIOCGIFINDEX on s, a
+// socket in the interface's namespace.
+func ifIndex(s int, name string) (int, error) {
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		return 0, fmt.Errorf("SIOCGIFINDEX %s: %w", name, err)
+	}
+	if err := unix.IoctlIfreq(s, unix.SIOCGIFINDEX, ifr); err != nil {
+		return 0, fmt.Errorf("SIOCGIFINDEX %s: %w", name, err)
+	}
+	return int(ifr.Uint32()), nil
 }
 
 // linkHandle is a netlink socket inside a jail's namespace. It pins the
@@ -70,15 +103,6 @@ func newLinkHandle(ns *jails.Netns) (*netlink.Handle, error) {
 		return nil
 	})
 	return h, err
-}
-
-// linkIndex returns the ifindex of name.
-func linkIndex(h *netlink.Handle, name string) (int, error) {
-	l, err := h.LinkByName(name)
-	if err != nil {
-		return 0, fmt.Errorf("find link %s: %w", name, err)
-	}
-	return l.Attrs().Index, nil
 }
 
 // linkDownAndPurge brings the link down and removes its addresses, what
