@@ -44,6 +44,10 @@
 //     round trip: TUNSETIFF, SIOCGIFINDEX and a tap's SIOCSIFHWADDR run on
 //     one thread in the namespace. Finding a device by interface name is a
 //     map lookup (jailState.byIfName), whatever the number of devices.
+//   - Batch mode (batch.go, TUNSBATCH, a tundevfs extension) is per open
+//     file: a read packs as many queued packets as fit, each behind a 4-byte
+//     big-endian length, and a write may carry several; a packet that does
+//     not fit goes back to the stash and comes first next time.
 //
 // Errors are Go errors wrapping the sentinels of errors.go or a unix.Errno;
 // the fs package turns them into errnos.
