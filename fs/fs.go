@@ -8,7 +8,8 @@
 //     resolves to the device node itself. The bare driver names (tun, tap,
 //     vmnet) are symbolic links whose every resolution clones: READLINK
 //     runs the clone and answers the new unit's name, and symlink caching
-//     is off, so each path walk through "tun" (open, stat, readlink) makes
+//     is off (the link's own entry may be cached; READLINK checks the
+//     caller's right to clone), so each path walk through "tun" (open, stat, readlink) makes
 //     a new device, while lstat of the link itself makes none. This is how
 //     `ls DIR/tun` makes exactly one device although ls looks the name up
 //     twice (stat, then lstat).
@@ -33,6 +34,12 @@
 //     not answer, EINVAL for bad sizes and values.
 //   - A renamed interface shows as an alias symlink beside its node
 //     (alias.go); renames and destroys invalidate the alias's entries.
+//   - With Options.StdDevices (a jail's /dev for commands) the mount also
+//     shows null, zero, full, random, urandom and tty as real character
+//     devices, which the kernel opens itself, and is made without nodev
+//     (stddev.go).
+//   - In batch mode (TUNSBATCH) reads and writes go to the driver's batch
+//     calls: many packets per FUSE request.
 //
 // Lock order: Mount.mu, then driver locks (driver.Device.mu). Mount.mu is
 // never held while calling the clone handlers, the kernel (notify) or
