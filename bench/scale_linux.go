@@ -23,29 +23,46 @@ const entryTimeout = time.Second
 // requests at a time. Units are the lowest free ones, so a fresh daemon's
 // devices are tun0, tun1, ...
 func createDevices(ctx context.Context, d *Daemon, n int) error {
-	var left atomic.Int64
-	left.Store(int64(n))
+	_, err := createDevicesIn(ctx, d, "", n, "tun")
+	return err
+}
+
+// createDevicesIn makes n devices in a jail (empty: the host jail) with
+// `ifconfig -j JAIL DRIVER create`, a few requests at a time, taking the
+// drivers in turn, and returns their names.
+func createDevicesIn(ctx context.Context, d *Daemon, jail string, n int, drivers ...string) ([]string, error) {
+	var next atomic.Int64
+	var mu sync.Mutex
+	names := make([]string, 0, n)
 	var wg sync.WaitGroup
 	errc := make(chan error, 4)
 	for range 4 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for left.Add(-1) >= 0 && ctx.Err() == nil {
-				if _, err := d.Create("tun"); err != nil {
-					left.Store(0)
+			for ctx.Err() == nil {
+				i := next.Add(1) - 1
+				if i >= int64(n) {
+					return
+				}
+				name, err := d.CreateIn(jail, drivers[i%int64(len(drivers))])
+				if err != nil {
+					next.Store(int64(n))
 					errc <- err
 					return
 				}
+				mu.Lock()
+				names = append(names, name)
+				mu.Unlock()
 			}
 		}()
 	}
 	wg.Wait()
 	close(errc)
 	if err := <-errc; err != nil {
-		return fmt.Errorf("create %d devices: %w", n, err)
+		return names, fmt.Errorf("create %d devices: %w", n, err)
 	}
-	return ctx.Err()
+	return names, ctx.Err()
 }
 
 // statPass stats DIR/tun0 .. tun(n-1) and returns the mean time per stat.
@@ -252,15 +269,53 @@ func scale(ctx context.Context, cfg Config, t *Table) error {
 
 // openDevices opens DIR/tun0 .. tun(n-1).
 func openDevices(dir string, n int) ([]int, error) {
-	fds := make([]int, 0, n)
-	for i := range n {
-		fd, err := unix.Open(filepath.Join(dir, "tun"+strconv.Itoa(i)), unix.O_RDWR|unix.O_CLOEXEC, 0)
+	names := make([]string, n)
+	for i := range names {
+		names[i] = "tun" + strconv.Itoa(i)
+	}
+	return openNames(dir, names)
+}
+
+// openNames opens DIR/NAME for each name.
+func openNames(dir string, names []string) ([]int, error) {
+	fds := make([]int, 0, len(names))
+	for _, name := range names {
+		fd, err := unix.Open(filepath.Join(dir, name), unix.O_RDWR|unix.O_CLOEXEC, 0)
 		if err != nil {
-			return fds, fmt.Errorf("open tun%d: %w", i, err)
+			return fds, fmt.Errorf("open %s: %w", name, err)
 		}
 		fds = append(fds, fd)
 	}
 	return fds, nil
+}
+
+func closeAll(fds []int) {
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
+}
+
+// closeRawParallel is the reference of the removal figures: it opens n
+// raw TUN fds in ns (each its own interface) and returns how long closing
+// them all in parallel takes, every interface gone.
+func closeRawParallel(ns *Netns, n int) (time.Duration, error) {
+	fds := make([]int, 0, n)
+	for i := range n {
+		fd, err := rawTun(ns, "rtun"+strconv.Itoa(i), false, true)
+		if err != nil {
+			closeAll(fds)
+			return 0, err
+		}
+		fds = append(fds, fd)
+	}
+	var wg sync.WaitGroup
+	t0 := time.Now()
+	for _, fd := range fds {
+		wg.Add(1)
+		go func() { defer wg.Done(); unix.Close(fd) }()
+	}
+	wg.Wait()
+	return time.Since(t0), nil
 }
 
 // removal measures jail removal with cfg.Removal devices: daemon shutdown
@@ -296,25 +351,10 @@ func removalOnce(ctx context.Context, cfg Config) (raw, tdf time.Duration, err e
 	}
 	defer ns.Close()
 
-	fds := make([]int, 0, cfg.Removal)
-	for i := range cfg.Removal {
-		fd, err := rawTun(ns, "rtun"+strconv.Itoa(i), false, true)
-		if err != nil {
-			for _, fd := range fds {
-				unix.Close(fd)
-			}
-			return 0, 0, fmt.Errorf("removal: %w", err)
-		}
-		fds = append(fds, fd)
+	raw, err = closeRawParallel(ns, cfg.Removal)
+	if err != nil {
+		return 0, 0, fmt.Errorf("removal: %w", err)
 	}
-	var wg sync.WaitGroup
-	t0 := time.Now()
-	for _, fd := range fds {
-		wg.Add(1)
-		go func() { defer wg.Done(); unix.Close(fd) }()
-	}
-	wg.Wait()
-	raw = time.Since(t0)
 
 	d, err := StartDaemon(cfg.Bin, ns, "--device-limit", strconv.Itoa(cfg.Removal))
 	if err != nil {
@@ -325,11 +365,7 @@ func removalOnce(ctx context.Context, cfg Config) (raw, tdf time.Duration, err e
 		return 0, 0, fmt.Errorf("removal: %w", err)
 	}
 	open, err := openDevices(d.Dir, cfg.RemovalOpen)
-	defer func() {
-		for _, fd := range open {
-			unix.Close(fd)
-		}
-	}()
+	defer func() { closeAll(open) }()
 	if err != nil {
 		return 0, 0, fmt.Errorf("removal: %w", err)
 	}
