@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tundevfs/tundevfs/daemon"
+	"github.com/tundevfs/tundevfs/fs"
 )
 
 // entryTimeout is how long the kernel caches a device's entry (the fs
@@ -337,7 +339,7 @@ func removal(ctx context.Context, cfg Config, t *Table) error {
 		raw = append(raw, millis(r))
 		tdf = append(tdf, millis(d))
 	}
-	t.Add(Row{Section: "jail removal (the jail: the daemon's host jail; removal: SIGTERM until the daemon has exited)",
+	t.Add(Row{Section: "jail removal: daemon shutdown of the host jail (SIGTERM until exit), and jail -r of a VNET jail (request to answer)",
 		Name: fmt.Sprintf("jail removal, %d devices, ref: close %d raw fds", cfg.Removal, cfg.Removal), Unit: "ms",
 		Cells: pair(raw, tdf), Target: below(1000, false),
 		Note: fmt.Sprintf("%d of them open; the reference closes in parallel", cfg.RemovalOpen)})
@@ -381,4 +383,106 @@ func removalOnce(ctx context.Context, cfg Config) (raw, tdf time.Duration, err e
 		return 0, 0, fmt.Errorf("removal: %d interfaces left behind (%v)", len(left), left[0])
 	}
 	return raw, tdf, nil
+}
+
+// jailRemoval measures `jail -r` of a VNET jail with cfg.Removal devices
+// (tun and tap in turn, made with ifconfig -j create), cfg.RemovalOpen of
+// them open through a mount of the jail: from the request to the daemon's
+// answer, which comes once every device is destroyed and the jail's
+// namespace released. The reference closes as many raw TUN fds in
+// parallel.
+func jailRemoval(ctx context.Context, cfg Config, t *Table) error {
+	ns, err := NewNetns()
+	if err != nil {
+		return fmt.Errorf("jail removal: %w", err)
+	}
+	defer ns.Close()
+	d, err := StartDaemon(cfg.Bin, ns)
+	if err != nil {
+		return fmt.Errorf("jail removal: %w", err)
+	}
+	defer d.Stop()
+	var raw, tdf []float64
+	var errs []error
+	for rep := range cfg.Reps {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		cfg.logf("jail removal: repetition %d/%d", rep+1, cfg.Reps)
+		r, err := closeRawParallel(ns, cfg.Removal)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("jail removal: %w", err))
+		} else {
+			raw = append(raw, millis(r))
+		}
+		el, err := jailRemovalOnce(ctx, cfg, d, fmt.Sprintf("bench%d", rep))
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		tdf = append(tdf, millis(el))
+	}
+	t.Add(Row{Name: fmt.Sprintf("jail -r, VNET jail with %d devices (%d open), ref: close %d raw fds", cfg.Removal, cfg.RemovalOpen, cfg.Removal),
+		Unit: "ms", Cells: pair(raw, tdf), Target: below(1000, false),
+		Note: "tun and tap, made with ifconfig -j create, opened through a mount of the jail; request to answer"})
+	return errors.Join(errs...)
+}
+
+func jailRemovalOnce(ctx context.Context, cfg Config, d *Daemon, name string) (time.Duration, error) {
+	fail := func(err error) (time.Duration, error) { return 0, fmt.Errorf("jail removal: %w", err) }
+	if _, err := d.CreateJail(name, "vnet", "persist", "max_devices="+strconv.Itoa(cfg.Removal)); err != nil {
+		return fail(err)
+	}
+	removed := false
+	defer func() {
+		if !removed {
+			d.RemoveJail(name)
+		}
+	}()
+	names, err := createDevicesIn(ctx, d, name, cfg.Removal, "tun", "tap")
+	if err != nil {
+		return fail(err)
+	}
+	dir := filepath.Join(d.work, "jail-"+name)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return fail(err)
+	}
+	defer os.Remove(dir)
+	if err := d.MountJail(name, dir); err != nil {
+		return fail(err)
+	}
+	defer func() {
+		if fs.IsMounted(dir) {
+			unix.Unmount(dir, unix.MNT_DETACH)
+		}
+	}()
+	// The first RemovalOpen made: tun and tap alike.
+	open, err := openNames(dir, names[:cfg.RemovalOpen])
+	defer func() { closeAll(open) }()
+	if err != nil {
+		return fail(err)
+	}
+	el, err := d.RemoveJail(name)
+	removed = err == nil
+	if err != nil {
+		return fail(err)
+	}
+	// Nothing of the jail is left: no jail (dying or not), no device.
+	js, err := d.Jails()
+	if err != nil {
+		return fail(err)
+	}
+	for _, j := range js {
+		if j.Name == name {
+			return fail(fmt.Errorf("jail %s still listed (%s) after jail -r", name, j.State))
+		}
+	}
+	st, err := d.Status()
+	if err != nil {
+		return fail(err)
+	}
+	if len(st.Devices) > 0 {
+		return fail(fmt.Errorf("%d devices left after jail -r (%s)", len(st.Devices), st.Devices[0].Name))
+	}
+	return el, nil
 }
