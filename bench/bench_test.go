@@ -352,7 +352,7 @@ func TestSmoke(t *testing.T) {
 		"clone p50, ref: raw TUNSETIFF", "clone p50, ref: ip tuntap add",
 		"ls, 60 devices", "stat(2) per device, 60 devices", "daemon RSS per idle device",
 		"goroutines per idle device", "daemon RSS per open device", "goroutines per open device",
-		"jail removal, 16 devices",
+		"jail removal, 16 devices", "jail -r, VNET jail with 16 devices (4 open)",
 	}
 	for _, w := range want {
 		if !strings.Contains(out.String(), w) {

@@ -201,10 +201,46 @@ func (d *Daemon) call(req daemon.Request, out any) error {
 func (d *Daemon) Pid() int { return d.cmd.Process.Pid }
 
 // Create makes a device with `ifconfig NAME create` and returns its name.
-func (d *Daemon) Create(name string) (string, error) {
+func (d *Daemon) Create(name string) (string, error) { return d.CreateIn("", name) }
+
+// CreateIn makes a device in a jail (empty: the host jail) with
+// `ifconfig -j JAIL NAME create` and returns its name.
+func (d *Daemon) CreateIn(jail, name string) (string, error) {
 	var got string
-	err := d.call(daemon.Request{Op: "ifconfig", Args: []string{name, "create"}}, &got)
+	err := d.call(daemon.Request{Op: "ifconfig", Jail: jail, Args: []string{name, "create"}}, &got)
 	return got, err
+}
+
+// CreateJail is `jail -c name=NAME PARAMS...`.
+func (d *Daemon) CreateJail(name string, params ...string) (daemon.JailInfo, error) {
+	var ji daemon.JailInfo
+	err := d.call(daemon.Request{Op: "jail-create", Args: append([]string{"name=" + name}, params...)}, &ji)
+	return ji, err
+}
+
+// RemoveJail is `jail -r NAME`; it returns how long the daemon took to
+// answer (every device of the jail destroyed, its namespace released).
+func (d *Daemon) RemoveJail(name string) (time.Duration, error) {
+	t0 := time.Now()
+	err := d.call(daemon.Request{Op: "jail-remove", Jail: name}, nil)
+	return time.Since(t0), err
+}
+
+// MountJail mounts a jail's devices on dir (`mount --jail NAME DIR`).
+func (d *Daemon) MountJail(jail, dir string) error {
+	return d.call(daemon.Request{Op: "mount", Jail: jail, Dir: dir}, nil)
+}
+
+// Unmount unmounts dir.
+func (d *Daemon) Unmount(dir string) error {
+	return d.call(daemon.Request{Op: "umount", Dir: dir}, nil)
+}
+
+// Jails lists the daemon's jails, dying ones included (jls -d).
+func (d *Daemon) Jails() ([]daemon.JailInfo, error) {
+	var js []daemon.JailInfo
+	err := d.call(daemon.Request{Op: "jls", Args: []string{"-d"}}, &js)
+	return js, err
 }
 
 // Destroy destroys a device with `ifconfig NAME destroy`.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tundevfs/tundevfs/daemon"
+	"github.com/tundevfs/tundevfs/fs"
 )
 
 // entryTimeout is how long the kernel caches a device's entry (the fs
@@ -23,29 +25,46 @@ const entryTimeout = time.Second
 // requests at a time. Units are the lowest free ones, so a fresh daemon's
 // devices are tun0, tun1, ...
 func createDevices(ctx context.Context, d *Daemon, n int) error {
-	var left atomic.Int64
-	left.Store(int64(n))
+	_, err := createDevicesIn(ctx, d, "", n, "tun")
+	return err
+}
+
+// createDevicesIn makes n devices in a jail (empty: the host jail) with
+// `ifconfig -j JAIL DRIVER create`, a few requests at a time, taking the
+// drivers in turn, and returns their names.
+func createDevicesIn(ctx context.Context, d *Daemon, jail string, n int, drivers ...string) ([]string, error) {
+	var next atomic.Int64
+	var mu sync.Mutex
+	names := make([]string, 0, n)
 	var wg sync.WaitGroup
 	errc := make(chan error, 4)
 	for range 4 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for left.Add(-1) >= 0 && ctx.Err() == nil {
-				if _, err := d.Create("tun"); err != nil {
-					left.Store(0)
+			for ctx.Err() == nil {
+				i := next.Add(1) - 1
+				if i >= int64(n) {
+					return
+				}
+				name, err := d.CreateIn(jail, drivers[i%int64(len(drivers))])
+				if err != nil {
+					next.Store(int64(n))
 					errc <- err
 					return
 				}
+				mu.Lock()
+				names = append(names, name)
+				mu.Unlock()
 			}
 		}()
 	}
 	wg.Wait()
 	close(errc)
 	if err := <-errc; err != nil {
-		return fmt.Errorf("create %d devices: %w", n, err)
+		return names, fmt.Errorf("create %d devices: %w", n, err)
 	}
-	return ctx.Err()
+	return names, ctx.Err()
 }
 
 // statPass stats DIR/tun0 .. tun(n-1) and returns the mean time per stat.
@@ -252,15 +271,53 @@ func scale(ctx context.Context, cfg Config, t *Table) error {
 
 // openDevices opens DIR/tun0 .. tun(n-1).
 func openDevices(dir string, n int) ([]int, error) {
-	fds := make([]int, 0, n)
-	for i := range n {
-		fd, err := unix.Open(filepath.Join(dir, "tun"+strconv.Itoa(i)), unix.O_RDWR|unix.O_CLOEXEC, 0)
+	names := make([]string, n)
+	for i := range names {
+		names[i] = "tun" + strconv.Itoa(i)
+	}
+	return openNames(dir, names)
+}
+
+// openNames opens DIR/NAME for each name.
+func openNames(dir string, names []string) ([]int, error) {
+	fds := make([]int, 0, len(names))
+	for _, name := range names {
+		fd, err := unix.Open(filepath.Join(dir, name), unix.O_RDWR|unix.O_CLOEXEC, 0)
 		if err != nil {
-			return fds, fmt.Errorf("open tun%d: %w", i, err)
+			return fds, fmt.Errorf("open %s: %w", name, err)
 		}
 		fds = append(fds, fd)
 	}
 	return fds, nil
+}
+
+func closeAll(fds []int) {
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
+}
+
+// closeRawParallel is the reference of the removal figures: it opens n
+// raw TUN fds in ns (each its own interface) and returns how long closing
+// them all in parallel takes, every interface gone.
+func closeRawParallel(ns *Netns, n int) (time.Duration, error) {
+	fds := make([]int, 0, n)
+	for i := range n {
+		fd, err := rawTun(ns, "rtun"+strconv.Itoa(i), false, true)
+		if err != nil {
+			closeAll(fds)
+			return 0, err
+		}
+		fds = append(fds, fd)
+	}
+	var wg sync.WaitGroup
+	t0 := time.Now()
+	for _, fd := range fds {
+		wg.Add(1)
+		go func() { defer wg.Done(); unix.Close(fd) }()
+	}
+	wg.Wait()
+	return time.Since(t0), nil
 }
 
 // removal measures jail removal with cfg.Removal devices: daemon shutdown
@@ -282,7 +339,7 @@ func removal(ctx context.Context, cfg Config, t *Table) error {
 		raw = append(raw, millis(r))
 		tdf = append(tdf, millis(d))
 	}
-	t.Add(Row{Section: "jail removal (the jail: the daemon's host jail; removal: SIGTERM until the daemon has exited)",
+	t.Add(Row{Section: "jail removal: daemon shutdown of the host jail (SIGTERM until exit), and jail -r of a VNET jail (request to answer)",
 		Name: fmt.Sprintf("jail removal, %d devices, ref: close %d raw fds", cfg.Removal, cfg.Removal), Unit: "ms",
 		Cells: pair(raw, tdf), Target: below(1000, false),
 		Note: fmt.Sprintf("%d of them open; the reference closes in parallel", cfg.RemovalOpen)})
@@ -296,25 +353,10 @@ func removalOnce(ctx context.Context, cfg Config) (raw, tdf time.Duration, err e
 	}
 	defer ns.Close()
 
-	fds := make([]int, 0, cfg.Removal)
-	for i := range cfg.Removal {
-		fd, err := rawTun(ns, "rtun"+strconv.Itoa(i), false, true)
-		if err != nil {
-			for _, fd := range fds {
-				unix.Close(fd)
-			}
-			return 0, 0, fmt.Errorf("removal: %w", err)
-		}
-		fds = append(fds, fd)
+	raw, err = closeRawParallel(ns, cfg.Removal)
+	if err != nil {
+		return 0, 0, fmt.Errorf("removal: %w", err)
 	}
-	var wg sync.WaitGroup
-	t0 := time.Now()
-	for _, fd := range fds {
-		wg.Add(1)
-		go func() { defer wg.Done(); unix.Close(fd) }()
-	}
-	wg.Wait()
-	raw = time.Since(t0)
 
 	d, err := StartDaemon(cfg.Bin, ns, "--device-limit", strconv.Itoa(cfg.Removal))
 	if err != nil {
@@ -325,11 +367,7 @@ func removalOnce(ctx context.Context, cfg Config) (raw, tdf time.Duration, err e
 		return 0, 0, fmt.Errorf("removal: %w", err)
 	}
 	open, err := openDevices(d.Dir, cfg.RemovalOpen)
-	defer func() {
-		for _, fd := range open {
-			unix.Close(fd)
-		}
-	}()
+	defer func() { closeAll(open) }()
 	if err != nil {
 		return 0, 0, fmt.Errorf("removal: %w", err)
 	}
@@ -345,4 +383,106 @@ func removalOnce(ctx context.Context, cfg Config) (raw, tdf time.Duration, err e
 		return 0, 0, fmt.Errorf("removal: %d interfaces left behind (%v)", len(left), left[0])
 	}
 	return raw, tdf, nil
+}
+
+// jailRemoval measures `jail -r` of a VNET jail with cfg.Removal devices
+// (tun and tap in turn, made with ifconfig -j create), cfg.RemovalOpen of
+// them open through a mount of the jail: from the request to the daemon's
+// answer, which comes once every device is destroyed and the jail's
+// namespace released. The reference closes as many raw TUN fds in
+// parallel.
+func jailRemoval(ctx context.Context, cfg Config, t *Table) error {
+	ns, err := NewNetns()
+	if err != nil {
+		return fmt.Errorf("jail removal: %w", err)
+	}
+	defer ns.Close()
+	d, err := StartDaemon(cfg.Bin, ns)
+	if err != nil {
+		return fmt.Errorf("jail removal: %w", err)
+	}
+	defer d.Stop()
+	var raw, tdf []float64
+	var errs []error
+	for rep := range cfg.Reps {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		cfg.logf("jail removal: repetition %d/%d", rep+1, cfg.Reps)
+		r, err := closeRawParallel(ns, cfg.Removal)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("jail removal: %w", err))
+		} else {
+			raw = append(raw, millis(r))
+		}
+		el, err := jailRemovalOnce(ctx, cfg, d, fmt.Sprintf("bench%d", rep))
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		tdf = append(tdf, millis(el))
+	}
+	t.Add(Row{Name: fmt.Sprintf("jail -r, VNET jail with %d devices (%d open), ref: close %d raw fds", cfg.Removal, cfg.RemovalOpen, cfg.Removal),
+		Unit: "ms", Cells: pair(raw, tdf), Target: below(1000, false),
+		Note: "tun and tap, made with ifconfig -j create, opened through a mount of the jail; request to answer"})
+	return errors.Join(errs...)
+}
+
+func jailRemovalOnce(ctx context.Context, cfg Config, d *Daemon, name string) (time.Duration, error) {
+	fail := func(err error) (time.Duration, error) { return 0, fmt.Errorf("jail removal: %w", err) }
+	if _, err := d.CreateJail(name, "vnet", "persist", "max_devices="+strconv.Itoa(cfg.Removal)); err != nil {
+		return fail(err)
+	}
+	removed := false
+	defer func() {
+		if !removed {
+			d.RemoveJail(name)
+		}
+	}()
+	names, err := createDevicesIn(ctx, d, name, cfg.Removal, "tun", "tap")
+	if err != nil {
+		return fail(err)
+	}
+	dir := filepath.Join(d.work, "jail-"+name)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return fail(err)
+	}
+	defer os.Remove(dir)
+	if err := d.MountJail(name, dir); err != nil {
+		return fail(err)
+	}
+	defer func() {
+		if fs.IsMounted(dir) {
+			unix.Unmount(dir, unix.MNT_DETACH)
+		}
+	}()
+	// The first RemovalOpen made: tun and tap alike.
+	open, err := openNames(dir, names[:cfg.RemovalOpen])
+	defer func() { closeAll(open) }()
+	if err != nil {
+		return fail(err)
+	}
+	el, err := d.RemoveJail(name)
+	removed = err == nil
+	if err != nil {
+		return fail(err)
+	}
+	// Nothing of the jail is left: no jail (dying or not), no device.
+	js, err := d.Jails()
+	if err != nil {
+		return fail(err)
+	}
+	for _, j := range js {
+		if j.Name == name {
+			return fail(fmt.Errorf("jail %s still listed (%s) after jail -r", name, j.State))
+		}
+	}
+	st, err := d.Status()
+	if err != nil {
+		return fail(err)
+	}
+	if len(st.Devices) > 0 {
+		return fail(fmt.Errorf("%d devices left after jail -r (%s)", len(st.Devices), st.Devices[0].Name))
+	}
+	return el, nil
 }

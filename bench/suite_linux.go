@@ -29,7 +29,7 @@ func Run(ctx context.Context, cfg Config) (*Table, error) {
 	raiseNofile()
 	t.Machine += "\n" + wakeupLine(cfg.wakeups())
 	var errs []error
-	for _, step := range []func(context.Context, Config, *Table) error{dataPath, clones, scale, removal} {
+	for _, step := range []func(context.Context, Config, *Table) error{dataPath, clones, scale, removal, jailRemoval} {
 		if ctx.Err() != nil {
 			break
 		}
