@@ -301,53 +301,39 @@ func dataPath(ctx context.Context, cfg Config, t *Table) (err error) {
 		}
 	}
 
-	for k, l2 := range kinds {
-		drv := "tun"
-		if l2 {
-			drv = "tap"
+	eachCell(kinds, cfg.Sizes, func(k, si int, name string) {
+		f := figs[cell{k, cfg.Sizes[si]}]
+		sec := ""
+		if k == 0 && si == 0 {
+			sec = "data path: one packet per read/write, the reference is a TUN/TAP fd opened directly in the same namespace"
 		}
-		for si, size := range cfg.Sizes {
-			f := figs[cell{k, size}]
-			name := fmt.Sprintf("%s %4d B", drv, size)
-			sec := ""
-			if k == 0 && si == 0 {
-				sec = "data path: one packet per read/write, the reference is a TUN/TAP fd opened directly in the same namespace"
-			}
-			t.Add(Row{Section: sec, Name: name + " inject", Unit: "pkt/s", Cells: f.inj.summaries(), Target: atLeast(0.08, true),
-				Note: lossNote(f.injLost, f.injSent, names)})
-			t.Add(Row{Name: name + " extract", Unit: "pkt/s", Cells: f.ext.summaries(), Target: atLeast(0.08, true),
-				Note: lossNote(f.extLost, f.extSent, names)})
-			t.Add(Row{Name: name + " ping-pong p50", Unit: "µs", Cells: f.p50.summaries(), Target: atMost(1.6, true)})
-			t.Add(Row{Name: name + " ping-pong p99", Unit: "µs", Cells: f.p99.summaries()})
+		t.Add(Row{Section: sec, Name: name + " inject", Unit: "pkt/s", Cells: f.inj.summaries(), Target: atLeast(0.08, true),
+			Note: lossNote(f.injLost, f.injSent, names)})
+		t.Add(Row{Name: name + " extract", Unit: "pkt/s", Cells: f.ext.summaries(), Target: atLeast(0.08, true),
+			Note: lossNote(f.extLost, f.extSent, names)})
+		t.Add(Row{Name: name + " ping-pong p50", Unit: "µs", Cells: f.p50.summaries(), Target: atMost(1.6, true)})
+		t.Add(Row{Name: name + " ping-pong p99", Unit: "µs", Cells: f.p99.summaries()})
+	})
+	eachCell(kinds, cfg.Sizes, func(k, si int, name string) {
+		f := figs[cell{k, cfg.Sizes[si]}]
+		sec := ""
+		if k == 0 && si == 0 {
+			sec = fmt.Sprintf("batch mode (TUNSBATCH): up to %d packets per write, 64 KiB reads; the tundevfs column is the batch path, the reference the same direct fd", batchPackets)
 		}
-	}
-	for k, l2 := range kinds {
-		drv := "tun"
-		if l2 {
-			drv = "tap"
+		var target *Target
+		if si == 0 {
+			target = atLeast(0.5, true)
 		}
-		for si, size := range cfg.Sizes {
-			f := figs[cell{k, size}]
-			name := fmt.Sprintf("%s %4d B", drv, size)
-			sec := ""
-			if k == 0 && si == 0 {
-				sec = fmt.Sprintf("batch mode (TUNSBATCH): up to %d packets per write, 64 KiB reads; the tundevfs column is the batch path, the reference the same direct fd", batchPackets)
-			}
-			var target *Target
-			if si == 0 {
-				target = atLeast(0.5, true)
-			}
-			injNote, extNote := batchSkip, batchSkip
-			if batchSkip == "" {
-				injNote = batchNote(f.bInjLost, f.bInjSent, f.bInjDis)
-				extNote = batchNote(f.bExtLost, f.bExtSent, f.bExtDis)
-			}
-			t.Add(Row{Section: sec, Name: name + " inject (batch)", Unit: "pkt/s",
-				Cells: []Summary{f.inj.summaries()[0], Summarize(f.binj)}, Target: target, Note: injNote})
-			t.Add(Row{Name: name + " extract (batch)", Unit: "pkt/s",
-				Cells: []Summary{f.ext.summaries()[0], Summarize(f.bext)}, Target: target, Note: extNote})
+		injNote, extNote := batchSkip, batchSkip
+		if batchSkip == "" {
+			injNote = batchNote(f.bInjLost, f.bInjSent, f.bInjDis)
+			extNote = batchNote(f.bExtLost, f.bExtSent, f.bExtDis)
 		}
-	}
+		t.Add(Row{Section: sec, Name: name + " inject (batch)", Unit: "pkt/s",
+			Cells: []Summary{f.inj.summaries()[0], Summarize(f.binj)}, Target: target, Note: injNote})
+		t.Add(Row{Name: name + " extract (batch)", Unit: "pkt/s",
+			Cells: []Summary{f.ext.summaries()[0], Summarize(f.bext)}, Target: target, Note: extNote})
+	})
 	aggS, oneS := agg.summaries(), one1.summaries()
 	var parts []string
 	for pi := range ps {
@@ -362,4 +348,18 @@ func dataPath(ctx context.Context, cfg Config, t *Table) (err error) {
 		Note:    "writers only: " + strings.Join(parts, "; "),
 	})
 	return errors.Join(errs...)
+}
+
+// eachCell calls fn for every driver kind (tun, tap) and packet size, with
+// the row name both data-path sections use ("tun   64 B").
+func eachCell(kinds []bool, sizes []int, fn func(k, si int, name string)) {
+	for k, l2 := range kinds {
+		drv := "tun"
+		if l2 {
+			drv = "tap"
+		}
+		for si, size := range sizes {
+			fn(k, si, fmt.Sprintf("%s %4d B", drv, size))
+		}
+	}
 }
