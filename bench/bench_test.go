@@ -45,6 +45,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	RunHelper() // the ping-pong's application process
 	code := m.Run()
 	if env != nil {
 		env.close()
@@ -200,9 +201,9 @@ func BenchmarkExtract(b *testing.B) {
 	})
 }
 
-// BenchmarkPingPong is an ICMP echo request written into the device and
+// BenchmarkRoundTrip is an ICMP echo request written into the device and
 // the kernel's reply read back from it.
-func BenchmarkPingPong(b *testing.B) {
+func BenchmarkRoundTrip(b *testing.B) {
 	each(b, func(b *testing.B, ep *Endpoint, size int) {
 		const nreq = 64
 		reqs := make([][]byte, nreq)
@@ -346,7 +347,7 @@ func TestSmoke(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{
-		"tun   64 B inject", "tun   64 B extract", "tun   64 B ping-pong p50", "tun 1400 B ping-pong p99",
+		"tun   64 B inject", "tun   64 B extract", "tun   64 B ping-pong p50", "tun 1400 B ping-pong p99", "tap   64 B device round trip p50",
 		"tap   64 B inject", "tap 1400 B extract", "devices / 1 device",
 		"tun   64 B inject (batch)", "tap 1400 B extract (batch)",
 		"clone p50, ref: raw TUNSETIFF", "clone p50, ref: ip tuntap add",

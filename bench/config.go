@@ -3,6 +3,8 @@ package bench
 import (
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -32,6 +34,9 @@ type Config struct {
 	// Removal is the device count of the jail removal figure, RemovalOpen
 	// how many of them are open when the jail goes.
 	Removal, RemovalOpen int
+	// Only, if not empty, names the parts of the suite to run (Parts);
+	// the others are left out of the table.
+	Only []string
 	// Log gets progress lines; nil is silent.
 	Log io.Writer
 }
@@ -85,6 +90,11 @@ func (c Config) wakeups() int { return max(100, int(c.Duration/time.Microsecond/
 
 func (c Config) timing() timing { return timing{warm: c.Warm, dur: c.Duration} }
 
+// runs says whether the part named name is to run.
+func (c Config) runs(name string) bool {
+	return len(c.Only) == 0 || slices.Contains(c.Only, name)
+}
+
 // check rejects a config that cannot produce the table.
 func (c Config) check() error {
 	switch {
@@ -96,6 +106,11 @@ func (c Config) check() error {
 		return fmt.Errorf("bench: config needs parallel >= 2 and positive counts")
 	case c.RemovalOpen > c.Removal:
 		return fmt.Errorf("bench: more open devices than devices for the removal")
+	}
+	for _, o := range c.Only {
+		if !slices.Contains(Parts(), o) {
+			return fmt.Errorf("bench: no part %q (parts: %s)", o, strings.Join(Parts(), ", "))
+		}
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -313,13 +314,93 @@ func extract(e *Endpoint, size int, tm timing) (Rate, error) {
 // Latency is the outcome of a ping-pong measurement.
 type Latency struct {
 	P50, P99 time.Duration
-	N        int
+	N        int // round trips counted
+	Lost     int // datagrams never answered (ping-pong)
 }
 
-// pingPong writes an ICMP echo request into the device and reads the
-// kernel's reply from it, one at a time: a round trip through the device
-// in both directions.
-func pingPong(e *Endpoint, size int, tm timing) (Latency, error) {
+// pingPong is a round trip through a tunnel as an application sees it:
+// the application, a process of its own in the namespace (pinger), sends
+// a UDP datagram of size bytes on the device to the remote; the tunnel
+// program, here the suite, reads it from the device and writes it back
+// with source and destination swapped (the far end of a real tunnel
+// replaced by a reflector); the application times the answer. One
+// datagram at a time. With apart, the application runs on CPU 0 and the
+// reflector on CPU 1 (the daemon stays unpinned): the case where every
+// wake-up crosses CPUs, which unpinned runs fall into part of the time.
+func pingPong(e *Endpoint, size int, tm timing, apart bool) (Latency, error) {
+	var stop atomic.Bool
+	rerr := make(chan error, 1)
+	go func() {
+		if apart {
+			runtime.LockOSThread() // the thread stays pinned and dies with the goroutine
+			var set unix.CPUSet
+			set.Set(1)
+			if err := unix.SchedSetaffinity(0, &set); err != nil {
+				rerr <- fmt.Errorf("ping-pong: pin the reflector: %w", err)
+				return
+			}
+		}
+		bufs, sizes := [][]byte{make([]byte, 65536)}, []int{0}
+		for {
+			n, err := e.read(bufs, sizes)
+			if err != nil {
+				rerr <- err
+				return
+			}
+			if stop.Load() {
+				rerr <- nil
+				return
+			}
+			pkt := bufs[0][:sizes[0]]
+			if n == 0 || !e.reflect(pkt) {
+				continue
+			}
+			if _, err := e.write([][]byte{pkt}); err != nil {
+				rerr <- err
+				return
+			}
+		}
+	}()
+	lat, lost, err := runPinger(e, size, tm, apart)
+	stop.Store(true)
+	// The reflector is blocked in read(2): send until it has seen the stop.
+	kerr := e.kickReader(rerr)
+	if err = errors.Join(err, kerr); err != nil {
+		return Latency{}, err
+	}
+	if len(lat) == 0 {
+		return Latency{}, fmt.Errorf("ping-pong %s: no round trip completed", e.Name)
+	}
+	return Latency{P50: Percentile(lat, 50), P99: Percentile(lat, 99), N: len(lat), Lost: lost}, nil
+}
+
+// kickReader sends datagrams through the device until the reader that
+// reports on done has returned, and returns what it reported.
+func (e *Endpoint) kickReader(done <-chan error) error {
+	sock, err := e.ns.udpSocket(netip.AddrPort{}, netip.AddrPortFrom(e.Remote, e.Port), 0, 0, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(sock)
+	kick := time.NewTicker(5 * time.Millisecond)
+	defer kick.Stop()
+	deadline := time.After(5 * time.Second)
+	for {
+		select {
+		case err := <-done:
+			return err
+		case <-kick.C:
+			unix.Write(sock, []byte("kick"))
+		case <-deadline:
+			return fmt.Errorf("%s: the reader did not return", e.Name)
+		}
+	}
+}
+
+// roundTrip writes an ICMP echo request into the device and reads the
+// kernel's reply from it, one at a time: the cost of one write and one
+// read through the device, with nobody else to wake.
+func roundTrip(e *Endpoint, size int, tm timing) (Latency, error) {
 	const nreq = 64
 	reqs := make([][]byte, nreq)
 	for i := range reqs {
@@ -366,12 +447,12 @@ func pingPong(e *Endpoint, size int, tm timing) (Latency, error) {
 		seq := i % nreq
 		cur.Store(seq)
 		if _, err := e.write(reqs[seq : seq+1]); err != nil {
-			return Latency{}, fmt.Errorf("ping-pong: %w", err)
+			return Latency{}, fmt.Errorf("round trip: %w", err)
 		}
 		for {
 			n, err := e.read(bufs, sizes)
 			if err != nil {
-				return Latency{}, fmt.Errorf("ping-pong: %w", err)
+				return Latency{}, fmt.Errorf("round trip: %w", err)
 			}
 			if n > 0 && e.isEchoReply(bufs[0][:sizes[0]], uint16(seq)) {
 				break
@@ -383,11 +464,11 @@ func pingPong(e *Endpoint, size int, tm timing) (Latency, error) {
 			lat = append(lat, d)
 		}
 		if stalls.Load() > 5 {
-			return Latency{}, fmt.Errorf("ping-pong %s: replies lost", e.Name)
+			return Latency{}, fmt.Errorf("round trip %s: replies lost", e.Name)
 		}
 	}
 	if len(lat) == 0 {
-		return Latency{}, fmt.Errorf("ping-pong %s: no round trip completed", e.Name)
+		return Latency{}, fmt.Errorf("round trip %s: none completed", e.Name)
 	}
 	p99 := Percentile(lat, 99)
 	return Latency{P50: Percentile(lat, 50), P99: p99, N: len(lat)}, nil

@@ -364,3 +364,29 @@ func (ns *Netns) udpSocket(bind, conn netip.AddrPort, rcvbuf, sndbuf int, rcvtim
 	}
 	return fd, nil
 }
+
+// reflect turns p, a datagram read from the device on its way to the
+// remote's Port, into the remote's answer: addresses (and for a tap the
+// MAC addresses) and ports swapped, in place. The checksums stay valid,
+// as swapping terms does not change a one's-complement sum. It reports
+// false, leaving p alone, for anything else.
+func (e *Endpoint) reflect(p []byte) bool {
+	if e.udpOutPayload(p) == nil {
+		return false
+	}
+	if e.L2 {
+		var mac [6]byte
+		copy(mac[:], p[0:6])
+		copy(p[0:6], p[6:12])
+		copy(p[6:12], mac[:])
+		p = p[etherHeader:]
+	}
+	ihl := int(p[0]&0xf) * 4
+	for i := range 4 {
+		p[12+i], p[16+i] = p[16+i], p[12+i]
+	}
+	for i := range 2 {
+		p[ihl+i], p[ihl+2+i] = p[ihl+2+i], p[ihl+i]
+	}
+	return true
+}

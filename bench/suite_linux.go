@@ -29,11 +29,14 @@ func Run(ctx context.Context, cfg Config) (*Table, error) {
 	raiseNofile()
 	t.Machine += "\n" + wakeupLine(cfg.wakeups())
 	var errs []error
-	for _, step := range []func(context.Context, Config, *Table) error{dataPath, clones, scale, removal, jailRemoval} {
+	for _, part := range parts {
 		if ctx.Err() != nil {
 			break
 		}
-		if err := step(ctx, cfg, t); err != nil && ctx.Err() == nil {
+		if !cfg.runs(part.name) {
+			continue
+		}
+		if err := part.run(ctx, cfg, t); err != nil && ctx.Err() == nil {
 			errs = append(errs, err)
 		}
 	}
@@ -41,6 +44,28 @@ func Run(ctx context.Context, cfg Config) (*Table, error) {
 		errs = append(errs, fmt.Errorf("bench: stopped: %w", err))
 	}
 	return t, errors.Join(errs...)
+}
+
+// parts are the suite's parts in the order they run, by the names
+// Config.Only uses.
+var parts = []struct {
+	name string
+	run  func(context.Context, Config, *Table) error
+}{
+	{"datapath", dataPath},
+	{"clone", clones},
+	{"scale", scale},
+	{"removal", removal},
+	{"jail", jailRemoval},
+}
+
+// Parts names the parts of the suite, in the order they run.
+func Parts() []string {
+	var out []string
+	for _, p := range parts {
+		out = append(out, p.name)
+	}
+	return out
 }
 
 // Machine describes where the suite runs.
@@ -107,6 +132,21 @@ func lossNote(lost, sent []uint64, names []string) string {
 		return "no loss"
 	}
 	return "loss " + strings.Join(parts, ", ")
+}
+
+// pingPongNote says what the ping-pong is and what it lost.
+func pingPongNote(lost []int, names []string) string {
+	note := "UDP, application process <-> device <-> reflector"
+	var parts []string
+	for i, n := range lost {
+		if n > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", names[i], n))
+		}
+	}
+	if len(parts) > 0 {
+		note += "; unanswered: " + strings.Join(parts, ", ")
+	}
+	return note
 }
 
 // batchNote describes the loss and order of the batch path's packets.
@@ -197,6 +237,9 @@ func dataPath(ctx context.Context, cfg Config, t *Table) (err error) {
 	}
 	type figures struct {
 		inj, ext, p50, p99 samples
+		rt50               samples // the device round trip
+		apart50            samples // ping-pong with the ends on different CPUs
+		ppLost             []int
 		injLost, injSent   []uint64
 		extLost, extSent   []uint64
 		// the batch path: one series each, against inj[0] and ext[0]
@@ -210,6 +253,7 @@ func dataPath(ctx context.Context, cfg Config, t *Table) (err error) {
 		for _, size := range cfg.Sizes {
 			figs[cell{k, size}] = &figures{
 				inj: newSamples(len(ps)), ext: newSamples(len(ps)), p50: newSamples(len(ps)), p99: newSamples(len(ps)),
+				rt50: newSamples(len(ps)), apart50: newSamples(len(ps)), ppLost: make([]int, len(ps)),
 				injLost: make([]uint64, len(ps)), injSent: make([]uint64, len(ps)),
 				extLost: make([]uint64, len(ps)), extSent: make([]uint64, len(ps)),
 			}
@@ -250,13 +294,31 @@ func dataPath(ctx context.Context, cfg Config, t *Table) (err error) {
 					f.extLost[pi] += r.Lost
 					f.extSent[pi] += r.Sent
 
-					l, err := pingPong(e, size, tm)
+					l, err := pingPong(e, size, tm, false)
 					p50, p99 := micros(l.P50), micros(l.P99)
 					if err != nil {
 						p50, p99 = note(err), nan
 					}
 					f.p50.add(pi, p50)
 					f.p99.add(pi, p99)
+					f.ppLost[pi] += l.Lost
+
+					if runtime.NumCPU() >= 2 {
+						l, err = pingPong(e, size, tm, true)
+						v := micros(l.P50)
+						if err != nil {
+							v = note(err)
+						}
+						f.apart50.add(pi, v)
+						f.ppLost[pi] += l.Lost
+					}
+
+					l, err = roundTrip(e, size, tm)
+					rt := micros(l.P50)
+					if err != nil {
+						rt = note(err)
+					}
+					f.rt50.add(pi, rt)
 				}
 				if e := batchEps[k]; e != nil {
 					if err := ctx.Err(); err != nil {
@@ -311,8 +373,13 @@ func dataPath(ctx context.Context, cfg Config, t *Table) (err error) {
 			Note: lossNote(f.injLost, f.injSent, names)})
 		t.Add(Row{Name: name + " extract", Unit: "pkt/s", Cells: f.ext.summaries(), Target: atLeast(0.08, true),
 			Note: lossNote(f.extLost, f.extSent, names)})
-		t.Add(Row{Name: name + " ping-pong p50", Unit: "µs", Cells: f.p50.summaries(), Target: atMost(1.6, true)})
+		t.Add(Row{Name: name + " ping-pong p50", Unit: "µs", Cells: f.p50.summaries(), Target: atMost(1.6, true),
+			Note: pingPongNote(f.ppLost, names)})
 		t.Add(Row{Name: name + " ping-pong p99", Unit: "µs", Cells: f.p99.summaries()})
+		t.Add(Row{Name: name + " ping-pong p50, ends on 2 CPUs", Unit: "µs", Cells: f.apart50.summaries(),
+			Note: "application pinned to CPU 0, reflector to CPU 1; the daemon unpinned"})
+		t.Add(Row{Name: name + " device round trip p50", Unit: "µs", Cells: f.rt50.summaries(),
+			Note: "ICMP echo written, kernel's reply read: one write and one read, nobody else to wake"})
 	})
 	eachCell(kinds, cfg.Sizes, func(k, si int, name string) {
 		f := figs[cell{k, cfg.Sizes[si]}]

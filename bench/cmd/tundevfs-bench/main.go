@@ -5,6 +5,7 @@
 //
 //	tundevfs-bench -bin bin/tundevfs          # the full suite, a few minutes
 //	tundevfs-bench -bin bin/tundevfs -quick   # a smoke run in seconds
+//	tundevfs-bench -only datapath            # one part of the suite
 package main
 
 import (
@@ -13,6 +14,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -20,6 +22,7 @@ import (
 )
 
 func main() {
+	bench.RunHelper() // the suite runs this binary again as the ping-pong's application
 	if err := run(os.Args[1:]); err != nil {
 		fmt.Fprintf(os.Stderr, "tundevfs-bench: %v\n", err)
 		os.Exit(1)
@@ -33,6 +36,7 @@ func run(args []string) error {
 	reps := fl.Int("reps", 0, "repetitions (default 5, quick 1)")
 	dur := fl.Duration("duration", 0, "counting time of each data-path measurement (default 1s)")
 	quiet := fl.Bool("q", false, "no progress lines on stderr")
+	only := fl.String("only", "", "run only these parts, comma-separated: "+strings.Join(bench.Parts(), ","))
 	if err := fl.Parse(args); err != nil {
 		return err
 	}
@@ -48,6 +52,9 @@ func run(args []string) error {
 	}
 	if *dur > 0 {
 		cfg.Duration = *dur
+	}
+	if *only != "" {
+		cfg.Only = strings.Split(*only, ",")
 	}
 	if !*quiet {
 		cfg.Log = os.Stderr
