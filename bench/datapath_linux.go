@@ -293,22 +293,10 @@ func extract(e *Endpoint, size int, tm timing) (Rate, error) {
 	r.Disorder = order.disorder.Load()
 	// The reader is blocked in read(2): send until it has seen the stop.
 	stopRead.Store(true)
-	kick := time.NewTicker(5 * time.Millisecond)
-	defer kick.Stop()
-	deadline := time.After(5 * time.Second)
-	for {
-		select {
-		case rer := <-rerr:
-			return r, errors.Join(err, rer)
-		case <-kick.C:
-			if len(payload) >= 4 {
-				binary.BigEndian.PutUint32(payload, kickSeq)
-			}
-			unix.Write(sock, payload)
-		case <-deadline:
-			return r, errors.Join(err, fmt.Errorf("extract %s: the reader did not return", e.Name))
-		}
+	if len(payload) >= 4 {
+		binary.BigEndian.PutUint32(payload, kickSeq)
 	}
+	return r, errors.Join(err, e.kickUntil(sock, payload, rerr))
 }
 
 // Latency is the outcome of a ping-pong measurement.
@@ -382,6 +370,14 @@ func (e *Endpoint) kickReader(done <-chan error) error {
 		return err
 	}
 	defer unix.Close(sock)
+	return e.kickUntil(sock, []byte("kick"), done)
+}
+
+// kickUntil sends payload on sock, a UDP socket connected to the remote,
+// every 5 ms until the reader that reports on done has returned (a reader
+// blocked in read(2) sees its stop only with a packet), and returns what
+// it reported.
+func (e *Endpoint) kickUntil(sock int, payload []byte, done <-chan error) error {
 	kick := time.NewTicker(5 * time.Millisecond)
 	defer kick.Stop()
 	deadline := time.After(5 * time.Second)
@@ -390,7 +386,7 @@ func (e *Endpoint) kickReader(done <-chan error) error {
 		case err := <-done:
 			return err
 		case <-kick.C:
-			unix.Write(sock, []byte("kick"))
+			unix.Write(sock, payload)
 		case <-deadline:
 			return fmt.Errorf("%s: the reader did not return", e.Name)
 		}
