@@ -25,6 +25,11 @@ wait "$listener" 2>/dev/null || true
 # Exclusive open.
 if (exec 4<>"$DIR/tun0") 2>/dev/null; then fail "second open of tun0 succeeded"; fi
 
+# The text status shows the modes the ioctls set, in its last column.
+t status | grep -Eq '^tun0 .* -$' || fail "tun0 has modes before any ioctl: $(t status)"
+t ioctl --fd 3 TUNSIFHEAD 1
+t status | grep -Eq '^tun0 .* ifhead$' || fail "status does not show tun0's ifhead mode: $(t status)"
+
 exec 3>&-
 t ifconfig tun0 destroy
 ls "$DIR" | grep -qx tun0 && fail "tun0 still listed after destroy"

@@ -262,15 +262,19 @@ func printStatus(st daemon.Status) {
 		return
 	}
 	tw = tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "DEVICE\tJAIL\tSTATE\tREFS(node/clone/kernel/open)\tBUSY\tOPEN PID\tORIGIN\tRX\tTX\tDROPS")
+	fmt.Fprintln(tw, "DEVICE\tJAIL\tSTATE\tREFS(node/clone/kernel/open)\tBUSY\tOPEN PID\tORIGIN\tRX\tTX\tDROPS\tMODES")
 	for _, d := range st.Devices {
 		pid := "-"
 		if d.Open {
 			pid = fmt.Sprint(d.OpenPid)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d (%d/%d/%d/%d)\t%d\t%s\t%s\t%d\t%d\t%d\n", d.Name, d.Jail, d.State,
+		modes := "-"
+		if len(d.Modes) > 0 {
+			modes = strings.Join(d.Modes, ",")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d (%d/%d/%d/%d)\t%d\t%s\t%s\t%d\t%d\t%d\t%s\n", d.Name, d.Jail, d.State,
 			d.Refs.Total, d.Refs.Node, d.Refs.Clone, d.Refs.Kernel, d.Refs.Open, d.Busy, pid, d.Origin,
-			d.RxPackets, d.TxPackets, d.Drops)
+			d.RxPackets, d.TxPackets, d.Drops, modes)
 	}
 	tw.Flush()
 }
