@@ -44,10 +44,9 @@ func RunHelper() {
 	}
 }
 
-// pingerMain is the helper: LOCAL REMOTE:PORT PAYLOAD WARM DURATION CPU
-// (-1: unpinned). It
-// prints the round-trip times it counted (after WARM), in nanoseconds,
-// one per line, and last "lost N".
+// pingerMain is the helper: LOCAL REMOTE:PORT PAYLOAD WARM DURATION CPU,
+// where CPU -1 is unpinned. It prints the round-trip times it counted
+// (after WARM), in nanoseconds, one per line, and last "lost N".
 func pingerMain(args []string) error {
 	if len(args) != 6 {
 		return fmt.Errorf("want LOCAL REMOTE:PORT PAYLOAD WARM DURATION CPU, got %q", args)

@@ -137,14 +137,14 @@ func lossNote(lost, sent []uint64, names []string) string {
 // pingPongNote says what the ping-pong is and what it lost.
 func pingPongNote(lost []int, names []string) string {
 	note := "UDP, application process <-> device <-> reflector"
-	var parts []string
+	var unanswered []string
 	for i, n := range lost {
 		if n > 0 {
-			parts = append(parts, fmt.Sprintf("%s %d", names[i], n))
+			unanswered = append(unanswered, fmt.Sprintf("%s %d", names[i], n))
 		}
 	}
-	if len(parts) > 0 {
-		note += "; unanswered: " + strings.Join(parts, ", ")
+	if len(unanswered) > 0 {
+		note += "; unanswered: " + strings.Join(unanswered, ", ")
 	}
 	return note
 }
