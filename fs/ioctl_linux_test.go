@@ -116,20 +116,6 @@ func recvPayload(t *testing.T, s int) []byte {
 	return buf[:n]
 }
 
-// checksum is the Internet checksum of b, folded, not complemented.
-func checksum(sum uint32, b []byte) uint32 {
-	for i := 0; i+1 < len(b); i += 2 {
-		sum += uint32(binary.BigEndian.Uint16(b[i:]))
-	}
-	if len(b)%2 == 1 {
-		sum += uint32(b[len(b)-1]) << 8
-	}
-	for sum > 0xffff {
-		sum = sum>>16 + sum&0xffff
-	}
-	return sum
-}
-
 // udp6 builds an IPv6/UDP packet with its (mandatory) checksum.
 func udp6(src, dst netip.Addr, sport, dport uint16, payload []byte) []byte {
 	p := make([]byte, 48+len(payload))
@@ -144,9 +130,9 @@ func udp6(src, dst netip.Addr, sport, dport uint16, payload []byte) []byte {
 	binary.BigEndian.PutUint16(u[2:], dport)
 	binary.BigEndian.PutUint16(u[4:], uint16(8+len(payload)))
 	copy(u[8:], payload)
-	sum := checksum(0, p[8:40])
-	sum = checksum(sum, []byte{0, 0, byte(len(u) >> 8), byte(len(u)), 0, 0, 0, 17})
-	binary.BigEndian.PutUint16(u[6:], ^uint16(checksum(sum, u)))
+	sum := itest.Checksum(0, p[8:40])
+	sum = itest.Checksum(sum, []byte{0, 0, byte(len(u) >> 8), byte(len(u)), 0, 0, 0, 17})
+	binary.BigEndian.PutUint16(u[6:], ^uint16(itest.Checksum(sum, u)))
 	return p
 }
 
@@ -154,7 +140,7 @@ func udp6(src, dst netip.Addr, sport, dport uint16, payload []byte) []byte {
 // a sender leaves in the checksum field when it asks for checksum offload.
 func udp4PseudoSum(p []byte) uint16 {
 	ulen := len(p) - 20
-	return uint16(checksum(checksum(0, p[12:20]), []byte{0, 17, byte(ulen >> 8), byte(ulen)}))
+	return uint16(itest.Checksum(itest.Checksum(0, p[12:20]), []byte{0, 17, byte(ulen >> 8), byte(ulen)}))
 }
 
 // udp4ChecksumOK verifies the UDP checksum of an IPv4 packet.
@@ -162,7 +148,7 @@ func udp4ChecksumOK(p []byte) bool {
 	if binary.BigEndian.Uint16(p[26:]) == 0 {
 		return true
 	}
-	return checksum(uint32(udp4PseudoSum(p)), p[20:]) == 0xffff
+	return itest.Checksum(uint32(udp4PseudoSum(p)), p[20:]) == 0xffff
 }
 
 func udp6Payload(p []byte, dport uint16) []byte {

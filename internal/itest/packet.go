@@ -7,15 +7,7 @@ import (
 
 // UDP4 builds an IPv4/UDP packet (UDP checksum 0, allowed for IPv4).
 func UDP4(src, dst netip.Addr, sport, dport uint16, payload []byte) []byte {
-	p := make([]byte, 28+len(payload))
-	p[0] = 0x45
-	binary.BigEndian.PutUint16(p[2:], uint16(len(p)))
-	p[8] = 64 // TTL
-	p[9] = 17 // UDP
-	s, d := src.As4(), dst.As4()
-	copy(p[12:16], s[:])
-	copy(p[16:20], d[:])
-	binary.BigEndian.PutUint16(p[10:], ipChecksum(p[:20]))
+	p := ipv4(17, src, dst, 8+len(payload))
 	binary.BigEndian.PutUint16(p[20:], sport)
 	binary.BigEndian.PutUint16(p[22:], dport)
 	binary.BigEndian.PutUint16(p[24:], uint16(8+len(payload)))
@@ -26,15 +18,7 @@ func UDP4(src, dst netip.Addr, sport, dport uint16, payload []byte) []byte {
 // ICMPEcho builds an IPv4 ICMP echo request with identifier id and
 // sequence number seq, carrying payload.
 func ICMPEcho(src, dst netip.Addr, id, seq uint16, payload []byte) []byte {
-	p := make([]byte, 28+len(payload))
-	p[0] = 0x45
-	binary.BigEndian.PutUint16(p[2:], uint16(len(p)))
-	p[8] = 64 // TTL
-	p[9] = 1  // ICMP
-	s, d := src.As4(), dst.As4()
-	copy(p[12:16], s[:])
-	copy(p[16:20], d[:])
-	binary.BigEndian.PutUint16(p[10:], ipChecksum(p[:20]))
+	p := ipv4(1, src, dst, 8+len(payload))
 	p[20] = 8 // echo request
 	binary.BigEndian.PutUint16(p[24:], id)
 	binary.BigEndian.PutUint16(p[26:], seq)
@@ -56,20 +40,39 @@ func IsEchoReply(p []byte, id, seq uint16) bool {
 	return binary.BigEndian.Uint16(p[ihl+4:]) == id && binary.BigEndian.Uint16(p[ihl+6:]) == seq
 }
 
-// ipChecksum is the Internet checksum (RFC 1071) of h; an odd last byte
-// is padded with zero.
-func ipChecksum(h []byte) uint16 {
-	var sum uint32
-	for i := 0; i+1 < len(h); i += 2 {
-		sum += uint32(binary.BigEndian.Uint16(h[i:]))
+// ipv4 returns an IPv4 packet of protocol proto from src to dst with
+// room for n bytes after its 20-byte header, which is filled in (TTL 64,
+// header checksum).
+func ipv4(proto byte, src, dst netip.Addr, n int) []byte {
+	p := make([]byte, 20+n)
+	p[0] = 0x45
+	binary.BigEndian.PutUint16(p[2:], uint16(len(p)))
+	p[8] = 64 // TTL
+	p[9] = proto
+	s, d := src.As4(), dst.As4()
+	copy(p[12:16], s[:])
+	copy(p[16:20], d[:])
+	binary.BigEndian.PutUint16(p[10:], ipChecksum(p[:20]))
+	return p
+}
+
+// ipChecksum is the Internet checksum (RFC 1071) of h.
+func ipChecksum(h []byte) uint16 { return ^uint16(Checksum(0, h)) }
+
+// Checksum adds b to the one's-complement sum sum and returns it folded to
+// 16 bits, not complemented (so that pseudo-headers can be summed first);
+// an odd last byte is padded with zero.
+func Checksum(sum uint32, b []byte) uint32 {
+	for i := 0; i+1 < len(b); i += 2 {
+		sum += uint32(binary.BigEndian.Uint16(b[i:]))
 	}
-	if len(h)%2 == 1 {
-		sum += uint32(h[len(h)-1]) << 8
+	if len(b)%2 == 1 {
+		sum += uint32(b[len(b)-1]) << 8
 	}
 	for sum > 0xffff {
 		sum = sum>>16 + sum&0xffff
 	}
-	return ^uint16(sum)
+	return sum
 }
 
 // Ether wraps an IPv4 packet in an Ethernet frame.
