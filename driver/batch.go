@@ -54,21 +54,14 @@ func (d *Device) fillBatch(buf []byte) (int, error) {
 	defer d.stashMu.Unlock()
 	off := 0
 	for {
-		scratch := getBuf()
-		n, err := d.readRawLocked(*scratch)
+		scratch, n, err := d.nextLocked()
 		if err != nil {
-			putBuf(scratch)
 			if off > 0 {
 				return off, nil
 			}
 			return 0, err
 		}
 		pkt := (*scratch)[:n]
-		if !d.delivers(pkt) {
-			d.drops.Add(1)
-			putBuf(scratch)
-			continue
-		}
 		if off > 0 && off+BatchHdrLen+d.framedLen(pkt) > len(buf) {
 			// Put it back: the next read returns it first.
 			d.stash, d.stashLen = scratch, n

@@ -439,24 +439,16 @@ func (h *Handle) wait(cancel <-chan struct{}, nonblock bool, try func() (int, er
 // readPacket reads one packet without blocking, dropping the packets a
 // reader must not see (IPv6 on a tun without IFHEAD).
 func (d *Device) readPacket(buf []byte) (int, error) {
-	for {
-		scratch := getBuf()
-		n, err := d.readRaw(*scratch)
-		if err != nil {
-			putBuf(scratch)
-			return 0, err
-		}
-		pkt := (*scratch)[:n]
-		if !d.delivers(pkt) {
-			d.drops.Add(1)
-			putBuf(scratch)
-			continue
-		}
-		c := d.frame(buf, pkt)
-		putBuf(scratch)
-		d.rxPackets.Add(1)
-		return c, nil
+	d.stashMu.Lock()
+	scratch, n, err := d.nextLocked()
+	d.stashMu.Unlock()
+	if err != nil {
+		return 0, err
 	}
+	c := d.frame(buf, (*scratch)[:n])
+	putBuf(scratch)
+	d.rxPackets.Add(1)
+	return c, nil
 }
 
 // Write sends one packet into the network stack (tunwrite). A packet larger

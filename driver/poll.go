@@ -69,23 +69,34 @@ func (d *Device) peek() (readable, filled bool, err error) {
 	if d.stash != nil {
 		return true, false, nil
 	}
+	buf, n, err := d.nextLocked()
+	if errors.Is(err, unix.EAGAIN) {
+		return false, false, nil
+	}
+	if err != nil {
+		return false, false, err
+	}
+	d.stash, d.stashLen = buf, n
+	return true, true, nil
+}
+
+// nextLocked returns the next packet a reader may see, in a pooled buffer
+// the caller puts back or keeps as the stash, without blocking (unix.EAGAIN
+// when none is queued): the stashed packet first, then the fd's, dropping
+// and counting those a reader must not see (delivers). d.stashMu is held.
+func (d *Device) nextLocked() (*[]byte, int, error) {
 	for {
 		buf := getBuf()
-		n, err := unix.Read(d.fd, *buf)
+		n, err := d.readRawLocked(*buf)
 		if err != nil {
 			putBuf(buf)
-			if errors.Is(err, unix.EAGAIN) {
-				return false, false, nil
-			}
-			return false, false, err
+			return nil, 0, err
 		}
-		if !d.delivers((*buf)[:n]) {
-			d.drops.Add(1)
-			putBuf(buf)
-			continue
+		if d.delivers((*buf)[:n]) {
+			return buf, n, nil
 		}
-		d.stash, d.stashLen = buf, n
-		return true, true, nil
+		d.drops.Add(1)
+		putBuf(buf)
 	}
 }
 
