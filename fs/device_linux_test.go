@@ -60,25 +60,29 @@ func devName(t *testing.T, fd int) string {
 // readTimeout reads once from fd, failing the test if nothing comes in 10s.
 func readTimeout(t *testing.T, fd int, buf []byte) int {
 	t.Helper()
-	type res struct {
-		n   int
-		err error
+	n, err := readWithin(t, fd, buf, 10*time.Second, "read: nothing in 10s")
+	if err != nil {
+		t.Fatalf("read: %v", err)
 	}
-	c := make(chan res, 1)
+	return n
+}
+
+// readWithin reads fd once and returns what read(2) returned, failing the
+// test with msg if the read has not returned after d.
+func readWithin(t *testing.T, fd int, buf []byte, d time.Duration, msg string) (int, error) {
+	t.Helper()
+	c := make(chan callResult, 1)
 	go func() {
 		n, err := unix.Read(fd, buf)
-		c <- res{n, err}
+		c <- callResult{n, err}
 	}()
 	select {
 	case r := <-c:
-		if r.err != nil {
-			t.Fatalf("read: %v", r.err)
-		}
-		return r.n
-	case <-time.After(10 * time.Second):
-		t.Fatalf("read: nothing in 10s")
+		return r.n, r.err
+	case <-time.After(d):
+		t.Fatal(msg)
 	}
-	return 0
+	return 0, nil
 }
 
 // udpSocket opens a UDP socket bound to addr:port inside the namespace.

@@ -155,18 +155,7 @@ func blockingRead(fd int) func() (int, error) {
 // nonblockingRead reads fd once, failing the test if the read hangs.
 func nonblockingRead(t *testing.T, fd int, buf []byte) (int, error) {
 	t.Helper()
-	c := make(chan callResult, 1)
-	go func() {
-		n, err := unix.Read(fd, buf)
-		c <- callResult{n, err}
-	}()
-	select {
-	case r := <-c:
-		return r.n, r.err
-	case <-time.After(hangGuard):
-		t.Fatalf("read blocked for %v on a non-blocking fd", hangGuard)
-	}
-	return 0, nil
+	return readWithin(t, fd, buf, hangGuard, fmt.Sprintf("read blocked for %v on a non-blocking fd", hangGuard))
 }
 
 // udpPayload returns the payload of a packet read from l if it is a UDP
