@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -16,6 +17,7 @@ type Netns struct {
 	fd   int
 	path string // where it came from, for messages
 	ino  uint64 // the namespace's inode number (nsfs), its identity
+	home bool   // fd is homeNetns's, which Close leaves open
 }
 
 // threadNetnsPath names the calling thread's namespace. /proc/self would name
@@ -52,11 +54,23 @@ func newNetns(fd int, path string) (*Netns, error) {
 	return &Netns{fd: fd, path: path, ino: st.Ino}, nil
 }
 
-// CurrentNetns opens the network namespace of the calling thread.
+// CurrentNetns returns a handle on the daemon's own network namespace, the
+// one its threads are in outside Do. It shares the fd Do returns threads
+// home with (homeNetns), which it opens on the first call (the daemon
+// calls it first thing) and which Close leaves open.
 func CurrentNetns() (*Netns, error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	return OpenNetns(threadNetnsPath())
+	fd, err := homeNetns()
+	if err != nil {
+		return nil, err
+	}
+	ns, err := newNetns(fd, threadNetnsPath())
+	if err != nil {
+		return nil, err
+	}
+	ns.home = true
+	return ns, nil
 }
 
 // NewNetns makes a fresh network namespace, brings its loopback up and
@@ -114,9 +128,14 @@ func (ns *Netns) Path() string { return ns.path }
 // Fd is the handle's fd, valid until Close.
 func (ns *Netns) Fd() int { return ns.fd }
 
-// Close gives up the daemon's handle on the namespace.
+// Close gives up the daemon's handle on the namespace (a handle from
+// CurrentNetns only forgets the fd, which Do still needs).
 func (ns *Netns) Close() error {
 	if ns.fd < 0 {
+		return nil
+	}
+	if ns.home {
+		ns.fd = -1
 		return nil
 	}
 	err := unix.Close(ns.fd)
@@ -137,21 +156,45 @@ func (ns *Netns) Do(fn func() error) error {
 	})
 }
 
+// home is the daemon's own network namespace, where every thread not
+// running onLockedThread is (a thread that cannot go back dies), opened
+// once: the fd onLockedThread restores threads with.
+var home struct {
+	once sync.Once
+	fd   int
+	err  error
+}
+
+// homeNetns returns the fd of the daemon's own namespace. The first call
+// opens it from the calling thread, which must be locked and in that
+// namespace; it stays open for the life of the process (a namespace the
+// process is in is pinned anyway).
+func homeNetns() (int, error) {
+	home.once.Do(func() {
+		home.fd, home.err = unix.Open(threadNetnsPath(), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if home.err != nil {
+			home.err = fmt.Errorf("open own netns: %w", home.err)
+		}
+	})
+	return home.fd, home.err
+}
+
 // onLockedThread runs fn on a fresh goroutine locked to its thread. fn may
-// change the thread's network namespace; afterwards the original one is
-// restored, and if that fails the thread is left locked so that it exits
-// with the goroutine.
+// change the thread's network namespace; afterwards the thread goes back
+// to the daemon's own (homeNetns, where every unlocked thread is: the
+// runtime starts threads for locked ones from a clean template thread),
+// and if that fails the thread is left locked so that it exits with the
+// goroutine.
 func onLockedThread(fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
-		orig, err := unix.Open(threadNetnsPath(), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		orig, err := homeNetns()
 		if err != nil {
 			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("open own netns: %w", err)
+			errc <- err
 			return
 		}
-		defer unix.Close(orig)
 		ferr := fn()
 		if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
 			// Leave the thread locked: it dies with this goroutine.
