@@ -422,3 +422,81 @@ func TestParallelJailsThreads(t *testing.T) {
 		t.Fatalf("threads %d -> %d after 100 parallel jails", base, th)
 	}
 }
+
+// Defect 7: nothing in the daemon's state directory is followed through a
+// symbolic link: not the directory itself, not its jexec directories, not
+// the auto-started daemon's log.
+func TestStateDirRefusesSymlinks(t *testing.T) {
+	itest.RequirePrivileged(t)
+	ns := itest.NewNetns(t)
+	attacker := t.TempDir()
+	detachUnder(t, attacker)
+	victim := filepath.Join(t.TempDir(), "victim")
+	if err := os.WriteFile(victim, []byte("keep\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	// A planted jails/ and daemon.log in the state directory.
+	socket := filepath.Join(t.TempDir(), "t.sock")
+	state := daemon.StateDir(socket)
+	t.Cleanup(func() { os.RemoveAll(state) })
+	if err := os.MkdirAll(state, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(attacker, filepath.Join(state, "jails")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(victim, filepath.Join(state, "daemon.log")); err != nil {
+		t.Fatal(err)
+	}
+	if f, _, err := daemon.OpenSpawnLog(socket); err == nil {
+		f.Close()
+		t.Error("OpenSpawnLog opened a planted symlink")
+	}
+	startRawDaemon(t, ns, socket)
+	if err := daemon.CallInto(socket, daemon.Request{Op: "jail-create", Args: []string{"name=j7", "vnet", "persist"}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := daemon.Call(socket, daemon.Request{Op: "jail-exec", Jail: "j7"}); err == nil || !strings.Contains(err.Error(), "refused") {
+		t.Errorf("jail-exec with a planted jails/ symlink: %v, want a refusal", err)
+	}
+	if ms := mountsAt(t, attacker, ""); len(ms) != 0 {
+		t.Errorf("mounted through a planted symlink: %v", ms)
+	}
+	if ents, _ := os.ReadDir(attacker); len(ents) != 0 {
+		t.Errorf("created %v through a planted symlink", ents)
+	}
+	if b, _ := os.ReadFile(victim); string(b) != "keep\n" {
+		t.Errorf("victim written: %q", b)
+	}
+	daemon.CallInto(socket, daemon.Request{Op: "jail-remove", Jail: "j7"}, nil)
+
+	// A state directory that is a symlink: the daemon does not start.
+	socket2 := filepath.Join(t.TempDir(), "t.sock")
+	state2 := daemon.StateDir(socket2)
+	if err := os.Symlink(attacker, state2); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(state2) })
+	cmd := ns.Command(itest.Binary(t), "--socket", socket2, "daemon")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case err := <-exited:
+		if err == nil || !strings.Contains(out.String(), "refused") {
+			t.Errorf("daemon with a symlinked state directory: %v\n%s", err, out.String())
+		}
+	case <-time.After(10 * time.Second):
+		cmd.Process.Signal(syscall.SIGTERM)
+		<-exited
+		t.Errorf("a daemon started with a symlinked state directory: %s", out.String())
+	}
+	if ents, _ := os.ReadDir(attacker); len(ents) != 0 {
+		t.Errorf("created %v through a planted state directory", ents)
+	}
+}
