@@ -152,18 +152,32 @@ type recordMount struct {
 	Internal bool   `json:"internal,omitempty"` // a jexec mount in the state dir
 }
 
+// procStatFields returns the fields of /proc/PID/stat after the command
+// name (so f[0] is the state, f[1] the parent, f[19] the start time), or
+// nil if there is no such process. A raw fd: never the runtime's poller.
+func procStatFields(pid int) []string {
+	fd, err := unix.Open("/proc/"+strconv.Itoa(pid)+"/stat", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil
+	}
+	defer unix.Close(fd)
+	buf := make([]byte, 4096)
+	n, err := unix.Read(fd, buf)
+	if err != nil || n <= 0 {
+		return nil
+	}
+	b := string(buf[:n])
+	i := strings.LastIndexByte(b, ')')
+	if i < 0 {
+		return nil
+	}
+	return strings.Fields(b[i+1:])
+}
+
 // procStart returns the start time of pid (field 22 of /proc/PID/stat), or
 // 0 if there is no such process.
 func procStart(pid int) uint64 {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0
-	}
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(string(b[i+1:]))
+	f := procStatFields(pid)
 	if len(f) < 20 {
 		return 0
 	}
@@ -173,15 +187,7 @@ func procStart(pid int) uint64 {
 
 // procParent returns the parent pid of pid, or 0.
 func procParent(pid int) int {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0
-	}
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(string(b[i+1:]))
+	f := procStatFields(pid)
 	if len(f) < 2 {
 		return 0
 	}
