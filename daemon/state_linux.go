@@ -301,7 +301,7 @@ func staleMount(dir string) bool {
 func detachStale(dir string) bool {
 	did := false
 	for i := 0; i < 16 && staleMount(dir); i++ {
-		if unix.Unmount(dir, unix.MNT_DETACH) != nil {
+		if unix.Unmount(dir, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW) != nil {
 			break
 		}
 		did = true
