@@ -32,11 +32,14 @@ func TestFlagParsingStopsAtArguments(t *testing.T) {
 }
 
 // stopSpawned stops, at cleanup, a daemon the CLI auto-started on socket
-// for this test (a descendant of the test, found by its own socket), and
-// removes its state directory (its log).
+// for this test (a descendant of the test, found by its own socket) if it
+// has not exited by itself, and removes its state directory (its log).
 func stopSpawned(t *testing.T, socket string) {
 	t.Cleanup(func() {
 		defer os.RemoveAll(daemon.StateDir(socket))
+		if gone(socket) {
+			return
+		}
 		if _, err := daemon.Call(socket, daemon.Request{Op: "shutdown"}); err == nil {
 			t.Errorf("an auto-started daemon was still running on %s", socket)
 			itest.WaitFor(func() bool {
