@@ -42,7 +42,7 @@ func FuzzReadRequest(f *testing.F) {
 		"",
 		`[1,2,3]`,
 		`{"op":"sysctl","args":["net.link.tap.user_open=1"]}` + "\n" + "trailing",
-		`{"op":"x","args":[` + strings.Repeat(`"a",`, 20000) + `"a"]}` + "\n",
+		`{"op":"x","args":[` + strings.Repeat(`"a",`, 200) + `"a"]}` + "\n",
 		strings.Repeat("a", MaxRequest+10),
 		"\x00\xff{\"op\":\"ping\"}\n",
 	} {
