@@ -8,18 +8,25 @@
 //   - Shutdown (Close, SIGTERM, SIGINT) removes every jail, host last: the
 //     driver's remove callback destroys the devices, then the daemon's own
 //     callback unmounts the jail's mounts. Nothing is left behind.
-//   - With ExitWhenIdle the daemon shuts down when its last mount is gone.
+//   - With ExitWhenIdle the daemon shuts down once it is idle: no user
+//     mount, no jail but host, no request in flight. That is checked after
+//     every request, when a mount or a jail goes, and IdleGrace after the
+//     start (a daemon nobody talks to goes too).
+//   - The daemon's files live in its state directory (StateDir: root's,
+//     0700, one per socket path, never reached through a symbolic link);
+//     its mounts are recorded there, and a daemon starting on the same
+//     socket cleans the stale mounts its dead predecessor left.
+//   - The control socket is 0600. A request is capped at MaxRequest bytes
+//     and RequestTimeout; at most MaxConns connections are served at once.
 //
-// Lock order: Daemon.mu, then anything below (jails, driver, fs). Daemon.mu
-// is never held while unmounting or removing a jail.
+// Lock order: Daemon.stateMu, then Daemon.mu, then anything below (jails,
+// driver, fs). Daemon.mu is never held while unmounting or removing a jail.
 package daemon
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log"
 	"net"
 	"os"
@@ -43,7 +50,13 @@ type Options struct {
 	Debug        bool
 	// DeviceLimit is the per-jail device limit (0: driver.DefaultDeviceLimit).
 	DeviceLimit int
+	// IdleGrace is how long an ExitWhenIdle daemon waits after its start
+	// before an idleness check of its own (0: DefaultIdleGrace).
+	IdleGrace time.Duration
 }
+
+// DefaultIdleGrace is the default Options.IdleGrace.
+const DefaultIdleGrace = 10 * time.Second
 
 // Daemon is a running tundevfs daemon.
 type Daemon struct {
@@ -52,17 +65,23 @@ type Daemon struct {
 	jails   *jails.Registry
 	devices *driver.Manager
 	clones  *clonehandler.Registry
-	ln      net.Listener
+	ln      *net.UnixListener
+	unsock  func() // removes the socket if it is still ours
+	stateFd int    // the state directory; see stateMu
 	unreg   func()
+	slots   chan struct{} // one per connection being served (MaxConns)
 
 	done     chan struct{} // closed when shutdown is complete
 	stopOnce sync.Once
 	conns    sync.WaitGroup
 
+	stateMu sync.Mutex // guards stateFd (-1 once closed) and the files below it
+
 	mu       sync.Mutex // guards the fields below
 	mounts   map[string]*fs.Mount
-	internal map[string]bool          // mounts the daemon made for jexec
-	owners   map[*jails.Jail]*os.File // pidfds of adopted namespaces' processes
+	internal map[string]bool       // mounts the daemon made for jexec
+	owners   map[watchKey]*os.File // pidfds of processes whose exit removes a jail
+	active   int                   // requests being handled (not ping)
 	closed   bool
 }
 
@@ -71,6 +90,12 @@ type Daemon struct {
 func New(opts Options) (*Daemon, error) {
 	if opts.Socket == "" {
 		opts.Socket = DefaultSocket
+	}
+	if abs, err := filepath.Abs(opts.Socket); err == nil {
+		opts.Socket = abs
+	}
+	if opts.IdleGrace <= 0 {
+		opts.IdleGrace = DefaultIdleGrace
 	}
 	if opts.Logger == nil {
 		opts.Logger = log.New(os.Stderr, "tundevfs: ", log.LstdFlags)
@@ -82,8 +107,14 @@ func New(opts Options) (*Daemon, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start daemon: %w", err)
 	}
-	ln, err := listen(opts.Socket)
+	stateFd, err := stateDirFd(opts.Socket)
 	if err != nil {
+		host.Close()
+		return nil, fmt.Errorf("start daemon: %w", err)
+	}
+	ln, unsock, err := listen(opts.Socket)
+	if err != nil {
+		dropStateDir(opts.Socket, stateFd)
 		host.Close()
 		return nil, err
 	}
@@ -93,44 +124,31 @@ func New(opts Options) (*Daemon, error) {
 		jails:    jails.NewRegistry(host, clonehandler.DefaultPolicy()),
 		clones:   &clonehandler.Registry{},
 		ln:       ln,
+		unsock:   unsock,
+		stateFd:  stateFd,
+		slots:    make(chan struct{}, MaxConns),
 		done:     make(chan struct{}),
 		mounts:   make(map[string]*fs.Mount),
 		internal: make(map[string]bool),
-		owners:   make(map[*jails.Jail]*os.File),
+		owners:   make(map[watchKey]*os.File),
 	}
 	d.devices = driver.NewManager(d.jails, opts.Logger)
 	if err := d.devices.SetLimit(d.jails.Host(), opts.DeviceLimit); err != nil {
 		ln.Close()
+		unsock()
+		dropStateDir(opts.Socket, stateFd)
 		host.Close()
 		return nil, fmt.Errorf("start daemon: %w", err)
 	}
+	// The socket is ours, so no daemon answers on it: what a previous
+	// one recorded and left is stale.
+	d.cleanStale()
+	d.saveState()
 	d.clones.Add(clonehandler.TunTap{M: d.devices})
 	// After the driver's callback: devices first, so blocked readers
 	// return, then the mounts.
 	d.unreg = d.jails.RegisterRemove(d.unmountJail)
 	return d, nil
-}
-
-// listen binds the control socket, replacing a stale one that nothing
-// answers on, and refusing to steal a live one.
-func listen(socket string) (net.Listener, error) {
-	if err := os.MkdirAll(filepath.Dir(socket), 0o755); err != nil {
-		return nil, fmt.Errorf("listen %s: %w", socket, err)
-	}
-	if c, err := net.DialTimeout("unix", socket, time.Second); err == nil {
-		c.Close()
-		return nil, fmt.Errorf("listen %s: a daemon is already running there", socket)
-	}
-	os.Remove(socket)
-	ln, err := net.Listen("unix", socket)
-	if err != nil {
-		return nil, fmt.Errorf("listen %s: %w", socket, err)
-	}
-	if err := os.Chmod(socket, 0o600); err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("listen %s: %w", socket, err)
-	}
-	return ln, nil
 }
 
 // Jails returns the jail registry.
@@ -142,12 +160,28 @@ func (d *Daemon) Devices() *driver.Manager { return d.devices }
 // Done is closed once the daemon has shut down.
 func (d *Daemon) Done() <-chan struct{} { return d.done }
 
-// Serve answers control requests until the daemon shuts down.
+// Serve answers control requests until the daemon shuts down. At most
+// MaxConns connections are served at once; more wait in the backlog.
 func (d *Daemon) Serve() {
+	if d.opts.ExitWhenIdle {
+		idle := time.AfterFunc(d.opts.IdleGrace, d.checkIdle)
+		defer idle.Stop()
+	}
 	for {
-		c, err := d.ln.Accept()
-		if err != nil {
+		select {
+		case d.slots <- struct{}{}:
+		case <-d.done:
 			return
+		}
+		c, err := d.ln.AcceptUnix()
+		if err != nil {
+			<-d.slots
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			d.logger.Printf("control socket: %v", err)
+			time.Sleep(10 * time.Millisecond)
+			continue
 		}
 		d.conns.Add(1)
 		go func() {
@@ -157,18 +191,46 @@ func (d *Daemon) Serve() {
 	}
 }
 
-func (d *Daemon) serveConn(c net.Conn) {
+// dedicatedThread locks the calling goroutine to its thread for the rest
+// of its life, so that the runtime ends the thread when the goroutine
+// ends. Request handlers and jail removals call it: they block in slow
+// syscalls (closing TUN fds, netns teardown), and the runtime makes a new
+// thread for every handler blocked at once, which it would otherwise keep
+// idle for good (100 jails in parallel: 8 threads -> 71, never down).
+func dedicatedThread() {
+	runtime.LockOSThread() // never unlocked, on purpose
+}
+
+// serveConn answers one request on c; it holds one of d.slots, which it
+// gives back when done, or before a long wait.
+func (d *Daemon) serveConn(c *net.UnixConn) {
 	defer c.Close()
-	line, err := bufio.NewReaderSize(c, 1<<16).ReadBytes('\n')
-	if err != nil && !errors.Is(err, io.EOF) {
-		return
-	}
-	var req Request
+	release := sync.OnceFunc(func() { <-d.slots })
+	defer release()
+	c.SetReadDeadline(time.Now().Add(RequestTimeout))
+	req, err := ReadRequest(c)
 	var resp Response
-	if err := json.Unmarshal(line, &req); err != nil {
-		resp.Error = fmt.Sprintf("bad request: %v", err)
+	if err != nil {
+		resp.Error = err.Error()
 	} else {
-		data, err := d.handle(req)
+		if req.Op == "wait" {
+			release() // it may wait for long, and costs one goroutine
+		} else {
+			dedicatedThread() // not before: a locked goroutine parks its thread
+		}
+		counted := req.Op != "ping"
+		if counted {
+			d.mu.Lock()
+			d.active++
+			d.mu.Unlock()
+		}
+		data, err := d.handle(req, peerPID(c))
+		if counted {
+			d.mu.Lock()
+			d.active--
+			d.mu.Unlock()
+			defer d.checkIdle()
+		}
 		if err != nil {
 			resp.Error = err.Error()
 		} else {
@@ -182,11 +244,12 @@ func (d *Daemon) serveConn(c net.Conn) {
 		}
 	}
 	b, _ := json.Marshal(resp)
+	c.SetWriteDeadline(time.Now().Add(RequestTimeout))
 	c.Write(append(b, '\n'))
 }
 
-// handle runs one request.
-func (d *Daemon) handle(req Request) (any, error) {
+// handle runs one request; peer is the client's pid (0 if unknown).
+func (d *Daemon) handle(req Request, peer int) (any, error) {
 	switch req.Op {
 	case "ping":
 		return os.Getpid(), nil
@@ -211,11 +274,16 @@ func (d *Daemon) handle(req Request) (any, error) {
 			return nil, err
 		}
 		p.HasParent = req.Dir == "command"
+		if p.HasParent {
+			p.ClientPID = peer
+		}
 		j, err := d.CreateJail(p)
 		if err != nil {
 			return nil, err
 		}
 		return d.jailInfo(j), nil
+	case "jail-watch":
+		return nil, d.watchCommand(req.Jail, req.Args, peer)
 	case "jail-remove":
 		return nil, d.RemoveJail(req.Jail)
 	case "jls":
@@ -249,11 +317,9 @@ func (d *Daemon) Mount(jail, dir string, opts fs.Options) error {
 	if dir == "" || !filepath.IsAbs(dir) {
 		return fmt.Errorf("mount %q: need an absolute directory", dir)
 	}
-	dir = filepath.Clean(dir)
-	if st, err := os.Stat(dir); err != nil {
-		return fmt.Errorf("mount %s: %w", dir, err)
-	} else if !st.IsDir() {
-		return fmt.Errorf("mount %s: not a directory", dir)
+	dir, err := resolveMountPoint(dir)
+	if err != nil {
+		return err
 	}
 	j, err := d.jail(jail)
 	if err != nil {
@@ -279,18 +345,21 @@ func (d *Daemon) mount(j *jails.Jail, dir string, opts fs.Options, internal bool
 		return fmt.Errorf("mount %s: already mounted", dir)
 	}
 	d.mounts[dir] = nil // reserve
+	d.internal[dir] = internal
 	d.mu.Unlock()
+	d.saveState() // recorded before it exists: a kill -9 may come any time
 
 	opts.Logger = d.logger
 	m, err := fs.MountDir(d.devices, d.clones, j, dir, opts)
 	d.mu.Lock()
 	if err != nil {
 		delete(d.mounts, dir)
+		delete(d.internal, dir)
 		d.mu.Unlock()
+		d.saveState()
 		return err
 	}
 	d.mounts[dir] = m
-	d.internal[dir] = internal
 	d.mu.Unlock()
 	go d.watchMount(m)
 	return nil
@@ -305,41 +374,60 @@ func (d *Daemon) watchMount(m *fs.Mount) {
 		delete(d.mounts, m.Dir())
 		delete(d.internal, m.Dir())
 	}
-	if internal {
-		// dir is .../jails/PID/NAME/dev: take the empty parents too.
-		for p, i := m.Dir(), 0; i < 4; p, i = filepath.Dir(p), i+1 {
-			if os.Remove(p) != nil {
-				break
-			}
-		}
-	}
-	users := 0
-	for dir := range d.mounts {
-		if !d.internal[dir] {
-			users++
-		}
-	}
-	idle := users == 0 && !d.closed
 	d.mu.Unlock()
-	for _, j := range d.jails.List() {
-		if !j.IsHost() && j.State() == jails.Alive && j != m.Jail() {
-			idle = false
-		}
+	if internal {
+		d.removeJexecDir(m.Dir())
 	}
+	d.saveState()
 	if !internal {
 		d.maybeRemoveIdle(m.Jail())
 	}
-	if idle && d.opts.ExitWhenIdle {
-		d.logger.Printf("last mount gone; shutting down")
+	d.checkIdle()
+}
+
+// checkIdle shuts an ExitWhenIdle daemon down when it is idle: no user
+// mount (made or being made), no alive jail but host, no request being
+// handled.
+func (d *Daemon) checkIdle() {
+	if !d.opts.ExitWhenIdle {
+		return
+	}
+	d.mu.Lock()
+	idle := !d.closed && d.active == 0
+	for dir := range d.mounts {
+		if !d.internal[dir] {
+			idle = false
+		}
+	}
+	d.mu.Unlock()
+	for _, j := range d.jails.List() {
+		if !j.IsHost() && j.State() != jails.Gone {
+			idle = false
+		}
+	}
+	if idle {
+		d.logger.Printf("idle: no mount, no jail; shutting down")
 		go d.Close()
 	}
 }
 
-// mountAt returns the daemon's mount at dir, or nil.
+// mountAt returns the daemon's mount at dir, or nil. A path that is not
+// one of its mount points is tried with its symbolic links resolved.
 func (d *Daemon) mountAt(dir string) *fs.Mount {
+	dir = filepath.Clean(dir)
+	d.mu.Lock()
+	m := d.mounts[dir]
+	d.mu.Unlock()
+	if m != nil {
+		return m
+	}
+	real, err := resolveParent(dir)
+	if err != nil || real == dir {
+		return nil
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.mounts[filepath.Clean(dir)]
+	return d.mounts[real]
 }
 
 // Unmount unmounts dir.
@@ -540,7 +628,8 @@ func (d *Daemon) Close() error {
 		for _, m := range left {
 			m.Unmount()
 		}
-		os.Remove(d.opts.Socket)
+		d.unsock()
+		d.removeState()
 		// Let answers in flight (the umount that made us idle) reach
 		// their clients before the process exits.
 		flushed := make(chan struct{})

@@ -3,11 +3,11 @@ package daemon
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -27,6 +27,9 @@ type JailParams struct {
 	Policy    *clonehandler.Policy
 	OwnerPID  int  // the process whose namespace was adopted, watched
 	HasParent bool // a client runs command= and removes the jail after
+	// ClientPID is that client (HasParent): watched until it names its
+	// command's process (jail-watch), which is watched from then on.
+	ClientPID int
 }
 
 // ParseJailParams parses `name=x vnet path=/d persist clone_uid=1000 ...`.
@@ -46,7 +49,7 @@ func ParseJailParams(args []string) (*JailParams, error) {
 				p.Vnet = true
 			}
 		case "path":
-			p.Path = v
+			p.Path, err = parseJailPath(v)
 		case "persist":
 			p.Persist = !hasValue || v == "1" || v == "true"
 		case "clone_uid":
@@ -79,10 +82,25 @@ func ParseJailParams(args []string) (*JailParams, error) {
 	if p.Name == "" {
 		return nil, errors.New("jail: name= is required")
 	}
+	if !jails.ValidName(p.Name) {
+		return nil, fmt.Errorf("jail: name=%q: %w (printable, no dots or slashes, not a number, at most 64 bytes)", p.Name, jails.ErrBadName)
+	}
 	if p.Vnet && p.VnetPath != "" {
 		return nil, errors.New("jail: vnet and vnet=PATH exclude each other")
 	}
 	return p, nil
+}
+
+// parseJailPath checks path=: an absolute directory other than /.
+func parseJailPath(v string) (string, error) {
+	if !filepath.IsAbs(v) {
+		return "", errors.New("not an absolute path")
+	}
+	v = filepath.Clean(v)
+	if v == "/" {
+		return "", errors.New("refusing to mount over /")
+	}
+	return v, nil
 }
 
 func parseID(s string) (uint32, error) {
@@ -133,7 +151,7 @@ func (d *Daemon) CreateJail(p *JailParams) (*jails.Jail, error) {
 	default:
 		// No vnet: the jail shares the host's network namespace, as a
 		// FreeBSD jail without vnet shares prison0's.
-		ns, err = jails.OpenNetns(fmt.Sprintf("/proc/self/fd/%d", d.jails.Host().Netns().Fd()))
+		ns, err = d.jails.Host().Netns().Dup(jails.HostName)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("jail %s: %w", p.Name, err)
@@ -160,17 +178,23 @@ func (d *Daemon) CreateJail(p *JailParams) (*jails.Jail, error) {
 		return nil, err
 	}
 	if pidfd >= 0 {
-		f := os.NewFile(uintptr(pidfd), "pidfd")
-		d.mu.Lock()
-		d.owners[j] = f
-		d.mu.Unlock()
-		go d.watchOwner(j, f)
+		d.startWatch(watchKey{j, "owner"}, os.NewFile(uintptr(pidfd), "pidfd"))
+	}
+	if p.HasParent && !p.Persist && p.ClientPID > 0 {
+		// Until the client names its command: if it dies first, so
+		// does the jail.
+		if err := d.watchPid(j, "client", p.ClientPID); err != nil {
+			return fail(err)
+		}
 	}
 	if err := d.devices.SetLimit(j, p.Policy.Limit); err != nil {
 		return fail(fmt.Errorf("jail %s: %w", p.Name, err))
 	}
 	if p.Path != "" {
 		if err := os.MkdirAll(p.Path, 0o755); err != nil {
+			return fail(fmt.Errorf("jail %s: path: %w", p.Name, err))
+		}
+		if err := checkEmptyDir(p.Path); err != nil {
 			return fail(fmt.Errorf("jail %s: path: %w", p.Name, err))
 		}
 		// Meant for other users (containers): allow_other, with the
@@ -185,10 +209,13 @@ func (d *Daemon) CreateJail(p *JailParams) (*jails.Jail, error) {
 // watchOwner removes the jail when the process whose namespace it adopted
 // exits (a container going away). pidfd is readable once it has exited.
 // stopOwnerWatch ends it early, when the jail goes first.
-func (d *Daemon) watchOwner(j *jails.Jail, f *os.File) {
+func (d *Daemon) watchOwner(k watchKey, f *os.File) {
+	j := k.j
 	defer func() {
 		d.mu.Lock()
-		delete(d.owners, j)
+		if d.owners[k] == f {
+			delete(d.owners, k)
+		}
 		d.mu.Unlock()
 		f.Close()
 	}()
@@ -217,20 +244,50 @@ func (d *Daemon) watchOwner(j *jails.Jail, f *os.File) {
 	if j.State() != jails.Alive {
 		return
 	}
-	d.logger.Printf("jail %s: its process exited; removing it", j.Name())
+	dedicatedThread() // not before: a locked goroutine parks its thread
+	d.logger.Printf("jail %s: its %s process exited; removing it", j.Name(), k.kind)
 	if err := d.jails.Remove(j.Name()); err != nil && !errors.Is(err, jails.ErrNotFound) {
 		d.logger.Printf("jail %s: %v", j.Name(), err)
 	}
+	d.checkIdle()
 }
 
-// stopOwnerWatch ends the watch on a removed jail's process.
+// stopOwnerWatch ends every watch on a removed jail's processes.
 func (d *Daemon) stopOwnerWatch(j *jails.Jail) {
 	d.mu.Lock()
-	f := d.owners[j]
-	d.mu.Unlock()
-	if f != nil {
-		f.SetReadDeadline(time.Now())
+	var fs []*os.File
+	for k, f := range d.owners {
+		if k.j == j {
+			fs = append(fs, f)
+		}
 	}
+	d.mu.Unlock()
+	for _, f := range fs {
+		f.SetReadDeadline(aLongTimeAgo)
+	}
+}
+
+// checkEmptyDir fails unless dir is an empty directory that is not a
+// tundevfs mount (a mount there would hide its files). It never opens a
+// file on a mount of ours.
+func checkEmptyDir(dir string) error {
+	if fs.IsTundevfsMount(dir) {
+		return fmt.Errorf("%s is a tundevfs mount already", dir)
+	}
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", dir, err)
+	}
+	f := os.NewFile(uintptr(fd), dir)
+	defer f.Close()
+	names, err := f.Readdirnames(1)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("read %s: %w", dir, err)
+	}
+	if len(names) > 0 {
+		return fmt.Errorf("%s is not empty (a mount would hide its files)", dir)
+	}
+	return nil
 }
 
 // RemoveJail is `jail -r`.
@@ -255,12 +312,12 @@ func (d *Daemon) execInfo(name string) (*ExecInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir := filepath.Join(filepath.Dir(d.opts.Socket), "jails", strconv.Itoa(os.Getpid()), j.Name(), "dev")
+	dir := d.jexecDirOf(j)
 	d.mu.Lock()
 	_, mounted := d.mounts[dir]
 	d.mu.Unlock()
 	if !mounted {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
+		if _, err := d.jexecDir(j.Name(), j.ID()); err != nil {
 			return nil, fmt.Errorf("jexec %s: %w", name, err)
 		}
 		if err := d.mountInternal(j, dir); err != nil {
@@ -316,8 +373,10 @@ func (d *Daemon) maybeRemoveIdle(j *jails.Jail) {
 	d.mu.Unlock()
 	d.logger.Printf("jail %s: last mount gone; removing it", j.Name())
 	go func() {
+		dedicatedThread()
 		if err := d.jails.Remove(j.Name()); err != nil && !errors.Is(err, jails.ErrNotFound) {
 			d.logger.Printf("jail %s: %v", j.Name(), err)
 		}
+		d.checkIdle()
 	}()
 }

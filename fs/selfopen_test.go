@@ -25,7 +25,6 @@ var fileOpeners = map[string]bool{
 // reviewedOpeners are the call sites that open files by path in the daemon's
 // packages, each with what it opens: never anything on a tundevfs mount.
 var reviewedOpeners = map[string]string{
-	"cmd/tundevfs/commands.go spawnDaemon os.OpenFile":         "the daemon's log beside its socket, by the client",
 	"daemon/daemon.go countDir os.ReadDir":                     "/proc/self/fd, /proc/self/task",
 	"fs/mountinfo_linux.go mounts os.Open":                     "/proc/self/mountinfo",
 	"fs/abort_linux.go abortConnection os.WriteFile":           "/sys/fs/fuse/connections/N/abort",

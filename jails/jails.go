@@ -8,6 +8,8 @@
 //     registered remove callback (FreeBSD's OSD slot with PR_METHOD_REMOVE) in
 //     registration order, waits until every reference taken with Hold is
 //     released, closes the jail's namespace handle and forgets the jail.
+//   - Remove returns once the jail is gone, also when another Remove of the
+//     same jail was already under way (it waits for that one).
 //   - Hold fails with ErrDying on a jail that is no longer alive, so nothing
 //     new can attach to a jail on its way out.
 //
@@ -84,6 +86,7 @@ type Jail struct {
 	persist bool
 	holds   int           // references from devices and mounts
 	drained chan struct{} // closed when holds reaches 0 while dying
+	gone    chan struct{} // closed once removal is complete (made with the jail)
 }
 
 // ID is the jail's jid; the host jail is 0.
@@ -166,7 +169,7 @@ type remover struct {
 // NewRegistry makes a registry whose host jail is the given namespace.
 func NewRegistry(host *Netns, hostSettings any) *Registry {
 	r := &Registry{jails: make(map[string]*Jail), nextID: 1}
-	r.jails[HostName] = &Jail{id: 0, name: HostName, netns: host, persist: true, settings: hostSettings}
+	r.jails[HostName] = &Jail{id: 0, name: HostName, netns: host, persist: true, settings: hostSettings, gone: make(chan struct{})}
 	return r
 }
 
@@ -270,6 +273,7 @@ func (r *Registry) Create(o Options) (*Jail, error) {
 		created:  o.Created,
 		persist:  o.Persist,
 		settings: o.Settings,
+		gone:     make(chan struct{}),
 	}
 	r.nextID++
 	r.jails[o.Name] = j
@@ -298,12 +302,10 @@ func (r *Registry) Remove(name string) error {
 func (r *Registry) remove(j *Jail, removers []remover) error {
 	j.mu.Lock()
 	if j.state != Alive {
-		// Someone else is removing it; wait for them.
-		drained := j.drained
+		// Someone else is removing it; wait until they are done, so
+		// that every Remove returns with the jail gone.
 		j.mu.Unlock()
-		if drained != nil {
-			<-drained
-		}
+		<-j.gone
 		return nil
 	}
 	j.state = Dying
@@ -330,6 +332,7 @@ func (r *Registry) remove(j *Jail, removers []remover) error {
 		delete(r.jails, j.name)
 	}
 	r.mu.Unlock()
+	close(j.gone)
 	if err != nil {
 		return fmt.Errorf("remove jail %s: close netns: %w", j.name, err)
 	}

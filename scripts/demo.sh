@@ -17,6 +17,9 @@ cleanup() {
 	nsenter --net=/run/netns/"$ns" "$bin" --socket "$sock" umount "$dir" 2>/dev/null || true
 	ip netns del "$ns" 2>/dev/null || true
 	rm -rf "$work"
+	# The auto-started daemon's log, in its state directory (daemon.StateDir:
+	# the first 16 hex digits of the SHA-256 of the socket's path).
+	rm -rf "/run/tundevfs/state/$(printf %s "$sock" | sha256sum | cut -c1-16)"
 }
 trap cleanup EXIT
 

@@ -34,6 +34,8 @@ func newDaemonCmd(g *globals) *cobra.Command {
 	cmd.Flags().BoolVar(&opts.ExitWhenIdle, "exit-when-idle", false, "shut down when the last mount is gone")
 	cmd.Flags().BoolVar(&opts.Debug, "debug", false, "log every FUSE request")
 	cmd.Flags().IntVar(&opts.DeviceLimit, "device-limit", 0, "devices per jail (default 256)")
+	cmd.Flags().DurationVar(&opts.IdleGrace, "idle-grace", daemon.DefaultIdleGrace, "with --exit-when-idle: how long a daemon nobody uses waits before it exits")
+	cmd.Flags().MarkHidden("idle-grace")
 	return cmd
 }
 
@@ -70,7 +72,7 @@ func newMountCmd(g *globals) *cobra.Command {
 		Short: "mount a device directory (starts the daemon if none runs)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			dir, err := filepath.Abs(args[0])
+			dir, err := realPath(args[0])
 			if err != nil {
 				return err
 			}
@@ -126,18 +128,34 @@ func ping(socket string) bool {
 	return err == nil
 }
 
+// realPath is path made absolute with its symbolic links resolved, or
+// only absolute when it cannot be resolved (a dead mount).
+func realPath(path string) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", err
+	}
+	if real, err := filepath.EvalSymlinks(abs); err == nil {
+		return real, nil
+	}
+	if parent, err := filepath.EvalSymlinks(filepath.Dir(abs)); err == nil {
+		return filepath.Join(parent, filepath.Base(abs)), nil
+	}
+	return abs, nil
+}
+
 // spawnDaemon starts `tundevfs daemon --exit-when-idle` in its own session
-// and waits until it answers. Its log goes next to the socket.
+// and waits until it answers. Its log is daemon.log in its state
+// directory (daemon.StateDir), opened without following links.
 func spawnDaemon(socket string) error {
 	self, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("start daemon: %w", err)
 	}
-	if err := os.MkdirAll(filepath.Dir(socket), 0o755); err != nil {
+	if socket, err = filepath.Abs(socket); err != nil {
 		return fmt.Errorf("start daemon: %w", err)
 	}
-	logPath := strings.TrimSuffix(socket, ".sock") + ".log"
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	logf, logPath, err := daemon.OpenSpawnLog(socket)
 	if err != nil {
 		return fmt.Errorf("start daemon: %w", err)
 	}
@@ -170,7 +188,7 @@ func newUmountCmd(g *globals) *cobra.Command {
 		Short: "unmount a device directory (also a stale one left by a dead daemon)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			dir, err := filepath.Abs(args[0])
+			dir, err := realPath(args[0])
 			if err != nil {
 				return err
 			}

@@ -58,5 +58,7 @@ A failing request exits non-zero and names the errno (EINVAL, ENOTTY, ...).`,
 		},
 	}
 	cmd.Flags().IntVar(&fd, "fd", -1, "file descriptor open on a device node")
+	// Flags end at NAME, so that a negative VALUE ("TUNSDEBUG -5") is one.
+	cmd.Flags().SetInterspersed(false)
 	return cmd
 }

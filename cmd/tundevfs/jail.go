@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 
@@ -75,9 +76,17 @@ func jailCreate(g *globals, args []string) error {
 	if command == nil {
 		return nil
 	}
-	code, runErr := jexec(g.socket, ji.Name, command)
+	// The daemon watches the command's process from its start (and this
+	// client until then): the jail goes when the command exits, even if
+	// this client is killed. The remove below only makes it synchronous.
+	watch := func(pid int) error {
+		_, err := daemon.Call(g.socket, daemon.Request{Op: "jail-watch", Jail: ji.Name, Args: []string{strconv.Itoa(pid)}})
+		return err
+	}
+	code, runErr := jexecWatched(g.socket, ji.Name, command, watch)
 	if !ji.Persist {
-		if _, err := daemon.Call(g.socket, daemon.Request{Op: "jail-remove", Jail: ji.Name}); err != nil && runErr == nil {
+		_, err := daemon.Call(g.socket, daemon.Request{Op: "jail-remove", Jail: ji.Name})
+		if err != nil && runErr == nil && !strings.Contains(err.Error(), "no such jail") {
 			runErr = err
 		}
 	}
@@ -96,7 +105,7 @@ type exitCode int
 func (e exitCode) Error() string { return fmt.Sprintf("command exited with status %d", int(e)) }
 
 func newJexecCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "jexec NAME CMD [ARGS...]",
 		Short: "run a command inside a jail (its network namespace, its devices at /dev)",
 		Args:  cobra.MinimumNArgs(2),
@@ -111,6 +120,10 @@ func newJexecCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
+	// Flags end at the jail's name: the command's own are its own, as
+	// with jexec(8).
+	cmd.Flags().SetInterspersed(false)
+	return cmd
 }
 
 // jexec runs command in jail name and returns its exit status. The command
@@ -119,6 +132,12 @@ func newJexecCmd(g *globals) *cobra.Command {
 // The work happens on a locked thread that is never given back: its
 // namespaces are not the process's any more.
 func jexec(socket, name string, command []string) (int, error) {
+	return jexecWatched(socket, name, command, nil)
+}
+
+// jexecWatched is jexec; started, if set, gets the command's pid once it
+// runs (if it fails, the command is killed and the error returned).
+func jexecWatched(socket, name string, command []string, started func(pid int) error) (int, error) {
 	var info daemon.ExecInfo
 	if err := daemon.CallInto(socket, daemon.Request{Op: "jail-exec", Jail: name}, &info); err != nil {
 		return 0, err
@@ -130,14 +149,14 @@ func jexec(socket, name string, command []string) (int, error) {
 	done := make(chan result, 1)
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread dies with us
-		code, err := runInJail(info, command)
+		code, err := runInJail(info, command, started)
 		done <- result{code, err}
 	}()
 	r := <-done
 	return r.code, r.err
 }
 
-func runInJail(info daemon.ExecInfo, command []string) (int, error) {
+func runInJail(info daemon.ExecInfo, command []string, started func(pid int) error) (int, error) {
 	nsfd, err := unix.Open(info.Netns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return 0, fmt.Errorf("jexec: open jail netns: %w", err)
@@ -157,7 +176,17 @@ func runInJail(info daemon.ExecInfo, command []string) (int, error) {
 	}
 	c := exec.Command(command[0], command[1:]...)
 	c.Stdin, c.Stdout, c.Stderr = os.Stdin, os.Stdout, os.Stderr
-	err = c.Run()
+	if err := c.Start(); err != nil {
+		return 0, fmt.Errorf("jexec: %w", err)
+	}
+	if started != nil {
+		if err := started(c.Process.Pid); err != nil {
+			c.Process.Kill()
+			c.Wait()
+			return 0, fmt.Errorf("jexec: %w", err)
+		}
+	}
+	err = c.Wait()
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		if ws, ok := ee.Sys().(interface{ ExitStatus() int }); ok && ws.ExitStatus() >= 0 {

@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tundevfs/tundevfs/daemon"
 	"github.com/tundevfs/tundevfs/internal/itest"
 )
 
@@ -58,6 +59,9 @@ func TestScenarios(t *testing.T) {
 // cleanupWork removes what a failed scenario may have left: daemons whose
 // socket lives under work, and mounts under it.
 func cleanupWork(t *testing.T, work string) {
+	// The state directory of the scenario's socket: the log of a daemon
+	// it auto-started.
+	defer os.RemoveAll(daemon.StateDir(filepath.Join(work, "tundevfs.sock")))
 	if out, err := exec.Command("pkill", "-TERM", "-f", "--socket "+work).CombinedOutput(); err == nil {
 		t.Errorf("scenario left a daemon running (%s)", out)
 		time.Sleep(time.Second)
