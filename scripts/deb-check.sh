@@ -78,6 +78,7 @@ sed 's/^/  /' "$work/files"
 want=$(dpkg-deb -f "$deb" Version)
 got=$(/usr/bin/tundevfs --version)
 [ "$got" = "tundevfs version $want" ] || fail "/usr/bin/tundevfs --version says '$got', the package is $want"
+dpkg-query -W -f='${Conffiles}' tundevfs | grep -q '^ /etc/default/tundevfs ' || fail "/etc/default/tundevfs is not a conffile"
 for f in /etc/systemd/system/multi-user.target.wants/tundevfs.service /etc/systemd/system/tundevfs.service; do
 	[ ! -e "$f" ] || fail "installing enabled the service ($f)"
 done
