@@ -608,6 +608,7 @@ func (d *Daemon) Close() error {
 	first := false
 	d.stopOnce.Do(func() {
 		first = true
+		d.notifyStopping()
 		d.mu.Lock()
 		d.closed = true
 		d.mu.Unlock()

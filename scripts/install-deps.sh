@@ -13,6 +13,12 @@ have ping || need+=(iputils-ping)
 have patch || need+=(patch)
 have gcc || need+=(gcc)
 have xxd || need+=(xxd)
+# The package check (scripts/deb-check.sh, run by make test).
+have lintian || need+=(lintian)
+have man || need+=(man-db)
+have systemd-analyze || need+=(systemd)
+have setpriv || need+=(util-linux)
+have flock || need+=(util-linux)
 
 if [ ${#need[@]} -gt 0 ]; then
 	if [ "$(id -u)" != 0 ]; then

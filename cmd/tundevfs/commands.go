@@ -56,6 +56,7 @@ func runDaemon(opts daemon.Options, ready func(*daemon.Daemon) error) error {
 			return err
 		}
 	}
+	d.NotifyReady()
 	select {
 	case <-sigs:
 		return d.Close()

@@ -42,6 +42,7 @@ func newRootCmd() *cobra.Command {
 		Short:         "FreeBSD-style devfs cloning of tun/tap/vmnet devices on Linux",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       version,
 	}
 	root.PersistentFlags().StringVar(&g.socket, "socket", daemon.DefaultSocket, "control socket of the daemon")
 	root.AddCommand(
@@ -55,6 +56,8 @@ func newRootCmd() *cobra.Command {
 		newJexecCmd(g),
 		newJlsCmd(g),
 		newIoctlCmd(),
+		newK8sDevicePluginCmd(g),
+		newGenDocsCmd(),
 	)
 	return root
 }
