@@ -14,7 +14,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/tundevfs/tundevfs/daemon"
 	"github.com/tundevfs/tundevfs/driver"
 	"github.com/tundevfs/tundevfs/internal/itest"
 	"github.com/tundevfs/tundevfs/ioctls"
@@ -184,7 +183,8 @@ func TestIoctlSurface(t *testing.T) {
 		t.Run(cl, func(t *testing.T) {
 			e := newEnv(t)
 			newClient := clients(t)[cl]
-			base := e.d.Status(t)
+			itest.WarmUp(t, e.dir)
+			base := e.d.Baseline(t)
 			tunSurface(t, e, newClient(t, filepath.Join(e.dir, "tun")), cl, 1)
 			tapSurface(t, e, newClient(t, filepath.Join(e.dir, "tap")), 2)
 			// Both were transient: nothing is left.
@@ -192,13 +192,7 @@ func TestIoctlSurface(t *testing.T) {
 			if after.UnitsInUse != 0 {
 				t.Errorf("units in use: %d", after.UnitsInUse)
 			}
-			if !itest.WaitFor(func() bool { return e.d.Status(t).Fds <= base.Fds }) {
-				t.Errorf("daemon fds %d -> %d", base.Fds, e.d.Status(t).Fds)
-			}
-			own := func(st daemon.Status) int { return st.Goroutines - st.FuseReaders }
-			if !itest.WaitFor(func() bool { return own(e.d.Status(t)) <= own(base) }) {
-				t.Errorf("daemon goroutines (not counting FUSE readers) %d -> %d", own(base), own(e.d.Status(t)))
-			}
+			base.Check(t, "after the ioctl surface")
 			if links := e.ns.Links(t); !slices.Equal(links, []string{"lo"}) {
 				t.Errorf("interfaces left: %v", links)
 			}
