@@ -256,7 +256,7 @@ func TestStress(t *testing.T) {
 		}
 		label := "end"
 		if at.Before(end) {
-			label = fmt.Sprintf("%dm", int(time.Since(start).Round(time.Minute)/time.Minute))
+			label = time.Since(start).Round(time.Second).String()
 		}
 		if !r.checkpoint(base, label) || !at.Before(end) {
 			break
@@ -317,12 +317,12 @@ func (r *run) checkpoint(base *testenv.Baseline, label string) bool {
 // header names the columns of the table: mounts are the daemon's (status)
 // and the mounts of this run's directories (mountinfo) added up.
 func header() string {
-	return fmt.Sprintf("%-5s %8s %5s %10s %7s %5s %7s %5s %10s %10s %6s %8s",
+	return fmt.Sprintf("%-7s %8s %5s %10s %7s %5s %7s %5s %10s %10s %6s %8s",
 		"at", "ops", "fds", "goroutines", "threads", "units", "devices", "jails", "interfaces", "namespaces", "mounts", "RSS KiB")
 }
 
 func row(label string, ops int, s testenv.Sample) string {
-	return fmt.Sprintf("%-5s %8d %5d %10d %7d %5d %7d %5d %10d %10d %6d %8d",
+	return fmt.Sprintf("%-7s %8d %5d %10d %7d %5d %7d %5d %10d %10d %6d %8d",
 		label, ops, s.Sum("fd "), s.Sum("goroutine "), s["thread"], s["units in use"], s["devices"], s["jails"],
 		s["interfaces"], s["namespaces"], s["mounts"]+s["mountinfo mounts"], s["rss KiB"])
 }
