@@ -3,6 +3,7 @@ package itest
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"sync"
 	"testing"
 
@@ -11,15 +12,31 @@ import (
 )
 
 // FuseReaderKey is the key under which testenv files go-fuse's request
-// readers in a daemon's goroutine sample. Their pool grows with load up to
-// a bound per mount and stays: a baseline taken after some warm-up load
-// absorbs them; AllowFuseReaders is the slack for a test that cannot warm
-// up. If go-fuse renames the function, the slack stops applying and the
-// check fails loudly (it never passes silently).
+// readers in a daemon's goroutine sample.
 const FuseReaderKey = "goroutine github.com/hanwen/go-fuse/v2/fuse.(*Server).loop"
 
 // AllowFuseReaders lets the daemon's idle go-fuse readers grow by up to n.
 func AllowFuseReaders(n int) testenv.Option { return testenv.Allow(FuseReaderKey, n) }
+
+// FuseReadersPerMount bounds the idle request readers go-fuse keeps per
+// mount: a reader that finds more than maxReaders others reading exits, and
+// maxReaders is GOMAXPROCS clamped to 2..16 (fuse/server.go). The daemon
+// runs on this machine with this process's environment, so it has the same
+// GOMAXPROCS.
+func FuseReadersPerMount() int { return min(max(runtime.GOMAXPROCS(0), 2), 16) + 1 }
+
+// LeakOptions are the options of a leak check of the daemon: the baseline
+// absorbs what warm-up load leaves, but the pool of go-fuse's readers grows
+// with the concurrency of the load up to its bound and stays there, so it
+// may grow by up to its bound for each of the daemon's mounts now. A
+// reader leaked per mount or per request still fails once there are more
+// of them; and if go-fuse renames the function, the slack stops applying
+// and checks fail loudly, never silently pass.
+func (d *Daemon) LeakOptions(t testing.TB) []testenv.Option {
+	t.Helper()
+	mounts := len(d.Status(t).Mounts)
+	return []testenv.Option{AllowFuseReaders(FuseReadersPerMount() * max(mounts, 1))}
+}
 
 // Probe samples the daemon for a leak check: its fds by what they point to
 // and its threads (from /proc/PID), its goroutines by the function each
@@ -66,10 +83,10 @@ func StatusCounts(st daemon.Status) testenv.Sample {
 }
 
 // Baseline takes a settled baseline of the daemon (see testenv.NewBaseline
-// and Probe).
+// and Probe), with LeakOptions before opts.
 func (d *Daemon) Baseline(t testing.TB, opts ...testenv.Option) *testenv.Baseline {
 	t.Helper()
-	return testenv.NewBaseline(t, d.Probe(), opts...)
+	return testenv.NewBaseline(t, d.Probe(), append(d.LeakOptions(t), opts...)...)
 }
 
 // WarmUp sends the daemon's mount at dir a burst of parallel directory

@@ -231,7 +231,7 @@ func TestStress(t *testing.T) {
 		return
 	}
 	probe := testenv.Merge(d.Probe(), r.probe)
-	opts := []testenv.Option{testenv.Within(checkWithin), testenv.Allow("rss KiB", RSSSlack)}
+	opts := append(d.LeakOptions(t), testenv.Within(checkWithin), testenv.Allow("rss KiB", RSSSlack))
 	r.gate.Lock()
 	// Wait for what the warm-up left to go (transient devices, killed
 	// clients) before the baseline settles.
