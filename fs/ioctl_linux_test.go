@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -319,6 +320,15 @@ func ifheadPackets(t *testing.T, e *env, c client, name string, subnet int) {
 	e.ns.Run(t, "ip", "addr", "add", local4, "peer", remote4, "dev", name)
 	e.ns.Run(t, "ip", "-6", "addr", "add", local6+"/64", "dev", name, "nodad")
 	e.ns.Run(t, "ip", "link", "set", name, "up")
+	// IPv6 delivers to local6 only once the kernel's address
+	// configuration work has run (also with nodad), which a busy machine
+	// (interfaces coming and going in other tests' namespaces) can delay
+	// for seconds.
+	if !itest.WaitFor(func() bool {
+		return strings.TrimSpace(e.ns.Run(t, "ip", "-6", "route", "show", "table", "local", local6)) != ""
+	}) {
+		t.Fatalf("no local route to %s 10s after the address was added", local6)
+	}
 	s4 := e.udpSocket(t, local4, 5000)
 	s6 := e.udp6Socket(t, local6, 5000)
 

@@ -56,6 +56,14 @@ func duration(t *testing.T) time.Duration {
 // outgrows it within minutes.
 const RSSSlack = 16 << 10
 
+// ThreadSlack is how many threads the daemon may gain over the baseline.
+// The Go runtime keeps the threads it once needed (testenv.ThreadSlack);
+// six workers, a checkpoint and the FUSE readers of several mounts make up
+// to a dozen blocking operations at once, so the high-water mark can move
+// by a few after a short warm-up. A thread leaked per operation (thousands
+// a minute) still fails.
+const ThreadSlack = 4
+
 // checkWithin bounds how long a checkpoint waits for the daemon to settle:
 // transient devices and killed clients are released after close returns.
 const checkWithin = 15 * time.Second
@@ -79,10 +87,11 @@ type run struct {
 	// gate: a worker holds it for reading during one iteration; a
 	// checkpoint takes it for writing, so it sees the daemon between
 	// iterations.
-	gate sync.RWMutex
-	stop chan struct{}
-	once sync.Once
-	seq  atomic.Int64 // unique numbers for names
+	gate  sync.RWMutex
+	stop  chan struct{}
+	once  sync.Once
+	paced bool         // the short run: the jail worker slows down
+	seq   atomic.Int64 // unique numbers for names
 
 	opsMu sync.Mutex // guards ops
 	ops   map[string]int
@@ -182,9 +191,9 @@ func (r *run) totalOps() int {
 func TestStress(t *testing.T) {
 	itest.RequirePrivileged(t)
 	total := duration(t)
-	warm := min(total/6, time.Minute)
+	warm := min(total/3, time.Minute)
 
-	ns := itest.NewNetns(t)
+	ns := quietNetns(t)
 	d := itest.StartDaemon(t, ns)
 	nsh, err := jails.OpenNetns(ns.Path)
 	if err != nil {
@@ -195,6 +204,7 @@ func TestStress(t *testing.T) {
 		t: t, d: d, ns: ns, nsh: nsh,
 		root:   t.TempDir(),
 		stop:   make(chan struct{}),
+		paced:  total < 5*time.Minute,
 		ops:    map[string]int{},
 		procs:  map[*exec.Cmd]bool{},
 		mounts: map[string]bool{},
@@ -231,7 +241,7 @@ func TestStress(t *testing.T) {
 		return
 	}
 	probe := testenv.Merge(d.Probe(), r.probe)
-	opts := append(d.LeakOptions(t), testenv.Within(checkWithin), testenv.Allow("rss KiB", RSSSlack))
+	opts := append(d.LeakOptions(t), testenv.Within(checkWithin), testenv.Allow("rss KiB", RSSSlack), testenv.Allow("thread", ThreadSlack))
 	r.gate.Lock()
 	// Wait for what the warm-up left to go (transient devices, killed
 	// clients) before the baseline settles.
@@ -270,10 +280,20 @@ func TestStress(t *testing.T) {
 	r.opsMu.Unlock()
 }
 
+// quietNetns makes a namespace with IPv6 off. Every interface brought up
+// with IPv6 on queues address configuration work on one kernel workqueue
+// that all namespaces share, under the rtnl lock; thousands of them made
+// other tests' IPv6 addresses on this machine wait for seconds.
+func quietNetns(t *testing.T) *itest.Netns {
+	ns := itest.NewNetns(t)
+	ns.Run(t, "sh", "-c", "echo 1 >/proc/sys/net/ipv6/conf/all/disable_ipv6 && echo 1 >/proc/sys/net/ipv6/conf/default/disable_ipv6")
+	return ns
+}
+
 // adopt makes a namespace and a persistent jail name on it, and returns a
 // handle on the namespace.
 func (r *run) adopt(t *testing.T, name string) *jails.Netns {
-	ns := itest.NewNetns(t)
+	ns := quietNetns(t)
 	r.d.Call(t, daemon.Request{Op: "jail-create", Args: []string{"name=" + name, "vnet=" + ns.Path, "persist"}}, nil)
 	h, err := jails.OpenNetns(ns.Path)
 	if err != nil {
@@ -623,7 +643,15 @@ func (r *run) jail(i int) error {
 		return err
 	}
 	if dir != "" {
-		return r.forget(dir)
+		if err := r.forget(dir); err != nil {
+			return err
+		}
+	}
+	if r.paced {
+		// Tearing a network namespace down takes the kernel's rtnl lock
+		// for long, machine-wide: the short run, which runs beside the
+		// other packages' tests, makes at most a few a second.
+		time.Sleep(200 * time.Millisecond)
 	}
 	return nil
 }
