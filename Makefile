@@ -8,7 +8,7 @@ GOBIN   := $(shell $(GO) env GOPATH)/bin
 PKGS    := ./...
 TESTFLAGS ?= -count=1 -timeout 30m
 
-.PHONY: all build deps demo test lint bench bench-go clean deb man completions deb-check
+.PHONY: all build deps demo test lint bench bench-go fuzz stress clean deb man completions deb-check
 
 all: build
 
@@ -45,6 +45,19 @@ BENCH ?= .
 COUNT ?= 6
 bench-go: deps $(GOFUSE)
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count $(COUNT) ./bench/
+
+# Every Go fuzz target of the module, one after another, FUZZTIME each
+# (default 5m); prints each target's executions, exits 1 on a finding.
+FUZZTIME ?= 5m
+fuzz: $(GOFUSE)
+	GO=$(GO) FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
+
+# The mixed workload against a real daemon for STRESS_DURATION (default
+# 10m), with a leak table every minute (as root). `make test` runs a 30 s
+# version through -short.
+STRESS_DURATION ?= 10m
+stress: deps $(GOFUSE)
+	STRESS_DURATION=$(STRESS_DURATION) $(GO) test -count=1 -timeout 0 -v -run '^TestStress$$' ./internal/stress/
 
 # The Debian package (nFPM, pinned here rather than as a go.mod tool: nFPM
 # pulls in some hundred modules that the project's own build never needs).

@@ -6,7 +6,6 @@ import (
 	"log"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"testing"
 	"time"
@@ -14,34 +13,9 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/tundevfs/tundevfs/internal/testenv"
 	"github.com/tundevfs/tundevfs/jails"
 )
-
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		if _, err := os.Stat(tunPath); err == nil {
-			return
-		}
-	}
-	msg := "needs root and " + tunPath
-	if os.Getenv("TUNDEVFS_REQUIRE_PRIVILEGED") == "1" {
-		t.Fatal(msg + " (TUNDEVFS_REQUIRE_PRIVILEGED=1 forbids skipping)")
-	}
-	t.Skip(msg)
-}
-
-// waitFor polls cond for up to 10s; a guard against hangs, not a timing.
-func waitFor(cond func() bool) bool {
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return true
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return cond()
-}
 
 // socketsIn counts the process's sockets that live in the network namespace
 // with inode ino (SIOCGSKNS opens a socket's namespace).
@@ -78,21 +52,20 @@ func socketsIn(t *testing.T, ino uint64) int {
 // removing the jail stops the watcher: no goroutine and no socket is left
 // in the namespace.
 func TestRenameWatchJail(t *testing.T) {
-	requireRoot(t)
+	testenv.RequirePrivileged(t, tunPath)
 	host, err := jails.CurrentNetns()
 	if err != nil {
 		t.Fatal(err)
 	}
+	// After CurrentNetns: the process's home namespace fd, opened once on
+	// first use and kept, is in the baseline.
+	base := testenv.NewBaseline(t, testenv.Self())
 	reg := jails.NewRegistry(host, nil)
-	baseGoroutines := runtime.NumGoroutine()
 	m := NewManager(reg, log.New(io.Discard, "", 0))
 	defer func() {
 		reg.Shutdown()
 		m.Close()
-		if !waitFor(func() bool { return runtime.NumGoroutine() <= baseGoroutines }) {
-			buf := make([]byte, 1<<20)
-			t.Errorf("goroutines %d -> %d after shutdown:\n%s", baseGoroutines, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
-		}
+		base.Check(t, "after shutdown")
 	}()
 	ns, err := jails.NewNetns()
 	if err != nil {

@@ -484,18 +484,9 @@ func TestCreateDestroyCycle(t *testing.T) {
 	for i := 0; i < 6; i++ { // warm up go-fuse's readers and pools
 		cycle(i)
 	}
-	own := func(st daemon.Status) int { return st.Goroutines - st.FuseReaders }
-	before := settle(t, e.d)
-	// The goroutine and socket of the previous control call may still be
-	// closing when a status is taken: the baseline is the lowest of a few.
-	for i := 0; i < 10; i++ {
-		time.Sleep(20 * time.Millisecond)
-		st := e.d.Status(t)
-		if own(st) < own(before) {
-			before.Goroutines, before.FuseReaders = st.Goroutines, st.FuseReaders
-		}
-		before.Fds = min(before.Fds, st.Fds)
-	}
+	settle(t, e.d)
+	itest.WarmUp(t, e.dir)
+	base := e.d.Baseline(t) // counts the jails' holds too
 	links := e.ns.Links(t)
 	for i := 0; i < n; i++ {
 		cycle(i)
@@ -504,18 +495,7 @@ func TestCreateDestroyCycle(t *testing.T) {
 	if after.UnitsInUse != 0 {
 		t.Errorf("units in use after %d cycles: %d", n, after.UnitsInUse)
 	}
-	// The connection of the last control call may still be closing.
-	if !itest.WaitFor(func() bool { return e.d.Status(t).Fds == before.Fds }) {
-		t.Errorf("daemon fds %d -> %d after %d cycles", before.Fds, e.d.Status(t).Fds, n)
-	}
-	if !itest.WaitFor(func() bool { return own(e.d.Status(t)) == own(before) }) {
-		var stacks string
-		e.d.Call(t, daemon.Request{Op: "stacks"}, &stacks)
-		t.Errorf("daemon goroutines (not counting idle FUSE readers) %d -> %d after %d cycles:\n%s", own(before), own(e.d.Status(t)), n, stacks)
-	}
-	if after.Jails[0].Holds != before.Jails[0].Holds {
-		t.Errorf("host jail holds %d -> %d", before.Jails[0].Holds, after.Jails[0].Holds)
-	}
+	base.Check(t, fmt.Sprintf("after %d cycles", n))
 	if got := e.ns.Links(t); !slices.Equal(got, links) {
 		t.Errorf("interfaces %v -> %v", links, got)
 	}

@@ -171,7 +171,6 @@ func MountDir(m *driver.Manager, clones *clonehandler.Registry, j *jails.Jail, d
 			fs.nodes[stdDevID(i)] = &node{kind: stdNode, std: i, created: fs.start}
 		}
 	}
-	fs.unsub = m.Subscribe(j, fs.onEvent)
 	mo := &fuse.MountOptions{
 		AllowOther:         opts.AllowOther,
 		Options:            []string{"default_permissions"},
@@ -194,11 +193,12 @@ func MountDir(m *driver.Manager, clones *clonehandler.Registry, j *jails.Jail, d
 	}
 	server, err := fuse.NewServer(fs, dir, mo)
 	if err != nil {
-		fs.unsub()
 		j.Release()
 		return nil, fmt.Errorf("mount %s: %w", dir, err)
 	}
 	fs.server = server
+	// Only now: an event calls fs.server.
+	fs.unsub = m.Subscribe(j, fs.onEvent)
 	go func() {
 		server.Serve()
 		fs.teardown()

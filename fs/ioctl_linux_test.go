@@ -10,11 +10,11 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
 
-	"github.com/tundevfs/tundevfs/daemon"
 	"github.com/tundevfs/tundevfs/driver"
 	"github.com/tundevfs/tundevfs/internal/itest"
 	"github.com/tundevfs/tundevfs/ioctls"
@@ -184,7 +184,8 @@ func TestIoctlSurface(t *testing.T) {
 		t.Run(cl, func(t *testing.T) {
 			e := newEnv(t)
 			newClient := clients(t)[cl]
-			base := e.d.Status(t)
+			itest.WarmUp(t, e.dir)
+			base := e.d.Baseline(t)
 			tunSurface(t, e, newClient(t, filepath.Join(e.dir, "tun")), cl, 1)
 			tapSurface(t, e, newClient(t, filepath.Join(e.dir, "tap")), 2)
 			// Both were transient: nothing is left.
@@ -192,13 +193,7 @@ func TestIoctlSurface(t *testing.T) {
 			if after.UnitsInUse != 0 {
 				t.Errorf("units in use: %d", after.UnitsInUse)
 			}
-			if !itest.WaitFor(func() bool { return e.d.Status(t).Fds <= base.Fds }) {
-				t.Errorf("daemon fds %d -> %d", base.Fds, e.d.Status(t).Fds)
-			}
-			own := func(st daemon.Status) int { return st.Goroutines - st.FuseReaders }
-			if !itest.WaitFor(func() bool { return own(e.d.Status(t)) <= own(base) }) {
-				t.Errorf("daemon goroutines (not counting FUSE readers) %d -> %d", own(base), own(e.d.Status(t)))
-			}
+			base.Check(t, "after the ioctl surface")
 			if links := e.ns.Links(t); !slices.Equal(links, []string{"lo"}) {
 				t.Errorf("interfaces left: %v", links)
 			}
@@ -325,6 +320,15 @@ func ifheadPackets(t *testing.T, e *env, c client, name string, subnet int) {
 	e.ns.Run(t, "ip", "addr", "add", local4, "peer", remote4, "dev", name)
 	e.ns.Run(t, "ip", "-6", "addr", "add", local6+"/64", "dev", name, "nodad")
 	e.ns.Run(t, "ip", "link", "set", name, "up")
+	// IPv6 delivers to local6 only once the kernel's address
+	// configuration work has run (also with nodad), which a busy machine
+	// (interfaces coming and going in other tests' namespaces) can delay
+	// for seconds.
+	if !itest.WaitFor(func() bool {
+		return strings.TrimSpace(e.ns.Run(t, "ip", "-6", "route", "show", "table", "local", local6)) != ""
+	}) {
+		t.Fatalf("no local route to %s 10s after the address was added", local6)
+	}
 	s4 := e.udpSocket(t, local4, 5000)
 	s6 := e.udp6Socket(t, local6, 5000)
 

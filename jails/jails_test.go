@@ -2,23 +2,12 @@ package jails
 
 import (
 	"errors"
-	"os"
 	"sync"
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
+	"github.com/tundevfs/tundevfs/internal/testenv"
 )
-
-func needRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("TUNDEVFS_REQUIRE_PRIVILEGED") == "1" {
-			t.Fatal("needs root to make network namespaces (TUNDEVFS_REQUIRE_PRIVILEGED=1 forbids skipping)")
-		}
-		t.Skip("needs root to make network namespaces")
-	}
-}
 
 func TestValidName(t *testing.T) {
 	for _, tc := range []struct {
@@ -35,12 +24,14 @@ func TestValidName(t *testing.T) {
 }
 
 func TestLifecycle(t *testing.T) {
-	needRoot(t)
-	defer goleak.VerifyNone(t)
+	testenv.RequirePrivileged(t)
 	host, err := CurrentNetns()
 	if err != nil {
 		t.Fatal(err)
 	}
+	// After CurrentNetns: the process's home namespace fd, opened once on
+	// first use and kept, is in the baseline.
+	testenv.CheckLeaks(t, testenv.Self())
 	r := NewRegistry(host, nil)
 	var mu sync.Mutex
 	var order []string
@@ -119,7 +110,7 @@ func TestLifecycle(t *testing.T) {
 }
 
 func TestOpenNetnsRejectsOtherFiles(t *testing.T) {
-	needRoot(t)
+	testenv.RequirePrivileged(t)
 	for _, p := range []string{"/proc/self/ns/mnt", "/etc/hostname"} {
 		if _, err := OpenNetns(p); !errors.Is(err, ErrNotNetns) {
 			t.Errorf("OpenNetns(%s): %v, want ErrNotNetns", p, err)

@@ -23,35 +23,16 @@ import (
 
 	"github.com/tundevfs/tundevfs/daemon"
 	"github.com/tundevfs/tundevfs/fs"
+	"github.com/tundevfs/tundevfs/internal/testenv"
 	"github.com/tundevfs/tundevfs/jails"
 )
 
-// RequirePrivileged skips a test that needs root, or fails it when CI
-// demands privileged tests (TUNDEVFS_REQUIRE_PRIVILEGED=1).
+// RequirePrivileged skips a test that needs root, FUSE, TUN, ip and
+// nsenter, or fails it when CI demands privileged tests
+// (TUNDEVFS_REQUIRE_PRIVILEGED=1). See testenv.RequirePrivileged.
 func RequirePrivileged(t testing.TB) {
 	t.Helper()
-	var missing []string
-	if os.Geteuid() != 0 {
-		missing = append(missing, "root")
-	}
-	for _, p := range []string{"/dev/fuse", "/dev/net/tun"} {
-		if _, err := os.Stat(p); err != nil {
-			missing = append(missing, p)
-		}
-	}
-	for _, tool := range []string{"ip", "nsenter"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			missing = append(missing, tool)
-		}
-	}
-	if len(missing) == 0 {
-		return
-	}
-	msg := "privileged integration test needs " + strings.Join(missing, ", ")
-	if os.Getenv("TUNDEVFS_REQUIRE_PRIVILEGED") == "1" {
-		t.Fatal(msg + " (TUNDEVFS_REQUIRE_PRIVILEGED=1 forbids skipping)")
-	}
-	t.Skip(msg)
+	testenv.RequirePrivileged(t, "/dev/fuse", "/dev/net/tun", "ip", "nsenter")
 }
 
 // Netns is a network namespace made by the test (ip netns add).
@@ -277,15 +258,6 @@ func (d *Daemon) Mount(t testing.TB, jail string) string {
 // IsMounted reports whether dir is a mount point.
 func IsMounted(dir string) bool { return fs.IsMounted(dir) }
 
-// WaitFor polls cond every 10ms for up to 10s; it reports whether cond held.
-// It guards against hangs, not against slowness.
-func WaitFor(cond func() bool) bool {
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return true
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return cond()
-}
+// WaitFor polls cond for up to 10s and reports whether it held; see
+// testenv.WaitFor.
+func WaitFor(cond func() bool) bool { return testenv.WaitFor(cond) }
