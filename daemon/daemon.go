@@ -43,6 +43,9 @@ type Options struct {
 	Debug        bool
 	// DeviceLimit is the per-jail device limit (0: driver.DefaultDeviceLimit).
 	DeviceLimit int
+	// NetnsDev, if set, is where the daemon mounts the shared per-netns
+	// device directory at start (pernetns.go).
+	NetnsDev string
 }
 
 // Daemon is a running tundevfs daemon.
@@ -108,6 +111,12 @@ func New(opts Options) (*Daemon, error) {
 	// After the driver's callback: devices first, so blocked readers
 	// return, then the mounts.
 	d.unreg = d.jails.RegisterRemove(d.unmountJail)
+	if opts.NetnsDev != "" {
+		if err := d.MountPerNetns(opts.NetnsDev); err != nil {
+			d.Close()
+			return nil, fmt.Errorf("start daemon: %w", err)
+		}
+	}
 	return d, nil
 }
 
@@ -191,7 +200,15 @@ func (d *Daemon) handle(req Request) (any, error) {
 	case "ping":
 		return os.Getpid(), nil
 	case "mount":
+		if req.PerNetns {
+			if req.Jail != "" {
+				return nil, fmt.Errorf("mount %s: a per-netns mount shows every jail; no --jail", req.Dir)
+			}
+			return nil, d.MountPerNetns(req.Dir)
+		}
 		return nil, d.Mount(req.Jail, req.Dir, fs.Options{AllowOther: req.AllowOther, Debug: d.opts.Debug})
+	case "pernetns-ensure":
+		return nil, d.ensurePerNetns(req.Dir)
 	case "umount":
 		return nil, d.Unmount(req.Dir)
 	case "wait":
@@ -399,7 +416,7 @@ func (d *Daemon) Status() Status {
 	d.mu.Lock()
 	for dir, m := range d.mounts {
 		if m != nil {
-			st.Mounts = append(st.Mounts, MountInfo{Dir: dir, Jail: m.Jail().Name()})
+			st.Mounts = append(st.Mounts, MountInfo{Dir: dir, Jail: m.Jail().Name(), Mode: mountMode(m)})
 		}
 	}
 	d.mu.Unlock()
