@@ -55,6 +55,8 @@ func newRootCmd() *cobra.Command {
 		newJexecCmd(g),
 		newJlsCmd(g),
 		newIoctlCmd(),
+		newOCIHookCmd(g),
+		newCDICmd(g),
 	)
 	return root
 }
