@@ -176,7 +176,11 @@ func MountDir(m *driver.Manager, clones *clonehandler.Registry, j *jails.Jail, d
 			fs.nodes[stdDevID(i)] = &node{kind: stdNode, std: i, created: fs.start}
 		}
 	}
-	fs.unsub = m.Subscribe(j, fs.onEvent)
+	if opts.PerNetns {
+		fs.unsub = m.Subscribe(nil, fs.onEvent) // every jail's devices show here
+	} else {
+		fs.unsub = m.Subscribe(j, fs.onEvent)
+	}
 	mo := &fuse.MountOptions{
 		AllowOther:         opts.AllowOther,
 		Options:            []string{"default_permissions"},

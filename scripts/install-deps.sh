@@ -13,6 +13,10 @@ have ping || need+=(iputils-ping)
 have patch || need+=(patch)
 have gcc || need+=(gcc)
 have xxd || need+=(xxd)
+# The container tests (containers/runc_linux_test.go): runc, and a static
+# busybox to build the rootfs from.
+have runc || need+=(runc)
+dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
 
 if [ ${#need[@]} -gt 0 ]; then
 	if [ "$(id -u)" != 0 ]; then
