@@ -657,3 +657,100 @@ func TestRuncHookFailures(t *testing.T) {
 		t.Fatalf("jails left: %v", js)
 	}
 }
+
+// TestHookStartsDaemon: with no daemon on its socket, the hook starts one
+// with the shared per-netns mount and makes the jail; poststop removes the
+// jail, and a second poststop is no error.
+func TestHookStartsDaemon(t *testing.T) {
+	requireRunc(t)
+	home, other := itest.NewNetns(t), itest.NewNetns(t)
+	base := openDir(t)
+	socket, netnsDev := filepath.Join(base, "t.sock"), filepath.Join(base, "netns-dev")
+	bin := itest.Binary(t)
+	// The container stand-in: a process in a namespace of the test's.
+	sleeper := other.Command("sleep", "600")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sleeper.Process.Kill(); sleeper.Wait() })
+	bundle := openDir(t)
+	cfg, _ := json.Marshal(specs.Spec{Process: &specs.Process{User: specs.User{UID: 1000, GID: 1000}}})
+	if err := os.WriteFile(filepath.Join(bundle, "config.json"), cfg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	hook := func(status specs.ContainerState) (string, error) {
+		state, _ := json.Marshal(specs.State{ID: "ct-spawn", Pid: sleeper.Process.Pid, Bundle: bundle, Status: status})
+		cmd := home.Command(bin, "--socket", socket, "oci-hook", "--netns-dev", netnsDev)
+		cmd.Stdin = bytes.NewReader(state)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	out, err := hook(specs.StateCreating)
+	// Whatever happened, stop a daemon the hook started.
+	t.Cleanup(func() {
+		var st daemon.Status
+		if daemon.CallInto(socket, daemon.Request{Op: "status"}, &st) != nil {
+			return
+		}
+		unix.Kill(st.PID, unix.SIGTERM)
+		if !itest.WaitFor(func() bool { return unix.Kill(st.PID, 0) != nil }) {
+			unix.Kill(st.PID, unix.SIGKILL)
+			t.Errorf("the daemon the hook started did not stop")
+		}
+		if itest.IsMounted(netnsDev) {
+			unix.Unmount(netnsDev, unix.MNT_DETACH)
+			t.Errorf("%s still mounted", netnsDev)
+		}
+	})
+	if err != nil {
+		t.Fatalf("hook: %v %s", err, out)
+	}
+	var st daemon.Status
+	if err := daemon.CallInto(socket, daemon.Request{Op: "status"}, &st); err != nil {
+		t.Fatal(err)
+	}
+	modes := map[string]string{}
+	for _, m := range st.Mounts {
+		modes[m.Dir] = m.Mode
+	}
+	if modes[netnsDev] != daemon.ModePerNetns {
+		t.Fatalf("mounts of the started daemon: %v", modes)
+	}
+	var names []string
+	for _, j := range st.Jails {
+		names = append(names, j.Name)
+	}
+	if !slices.Equal(names, []string{"host", "ct-spawn"}) {
+		t.Fatalf("jails: %v", names)
+	}
+	// The process's uid 1000 clones in its namespace through the mount.
+	ns, err := jails.OpenNetns(other.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	var fd int
+	err = ns.Do(func() error {
+		if err := unix.Setresuid(-1, 1000, -1); err != nil { // this thread only
+			return err
+		}
+		defer unix.Setresuid(-1, 0, -1)
+		fd, err = unix.Open(filepath.Join(netnsDev, "tun"), unix.O_RDWR|unix.O_CLOEXEC, 0)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("uid 1000 opens tun: %v", err)
+	}
+	unix.Close(fd)
+	if got := links(t, other.Path); !slices.Equal(got, []string{"tun0"}) {
+		t.Fatalf("links: %v", got)
+	}
+	for i := 0; i < 2; i++ {
+		if out, err := hook(specs.StateStopped); err != nil {
+			t.Fatalf("poststop %d: %v %s", i, err, out)
+		}
+	}
+	if got := links(t, other.Path); len(got) != 0 {
+		t.Fatalf("links after poststop: %v", got)
+	}
+}
