@@ -705,6 +705,11 @@ func TestHookStartsDaemon(t *testing.T) {
 	if err != nil {
 		t.Fatalf("hook: %v %s", err, out)
 	}
+	// A runtime given the hook at prestart and createRuntime runs it
+	// twice: the second run finds the jail made and is content.
+	if out, err := hook(specs.StateCreated); err != nil {
+		t.Fatalf("hook again: %v %s", err, out)
+	}
 	var st daemon.Status
 	if err := daemon.CallInto(socket, daemon.Request{Op: "status"}, &st); err != nil {
 		t.Fatal(err)
