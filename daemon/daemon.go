@@ -9,6 +9,9 @@
 //     driver's remove callback destroys the devices, then the daemon's own
 //     callback unmounts the jail's mounts. Nothing is left behind.
 //   - With ExitWhenIdle the daemon shuts down when its last mount is gone.
+//   - With NetnsDev the daemon mounts the shared per-netns device directory
+//     there at start (pernetns.go), the source of containers' bind mounts;
+//     it is a user mount and goes at shutdown.
 //
 // Lock order: Daemon.mu, then anything below (jails, driver, fs). Daemon.mu
 // is never held while unmounting or removing a jail.

@@ -40,6 +40,10 @@
 //     (stddev.go).
 //   - In batch mode (TUNSBATCH) reads and writes go to the driver's batch
 //     calls: many packets per FUSE request.
+//   - With Options.PerNetns the mount is the shared one of containers: each
+//     caller sees the jail on its own network namespace, nothing is cached
+//     by the kernel, and an open reaches only the caller's jail's devices
+//     (pernetns.go).
 //
 // Lock order: Mount.mu, then driver locks (driver.Device.mu). Mount.mu is
 // never held while calling the clone handlers, the kernel (notify) or
