@@ -3,6 +3,7 @@ package daemon_test
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -90,7 +91,7 @@ func TestPerNetnsMount(t *testing.T) {
 		}
 		return fd
 	}
-	openTun(nsA)
+	fdA := openTun(nsA)
 	openTun(nsB)
 	if got := tunLinks(t, nsA.Path); !slices.Equal(got, []string{"tun0"}) {
 		t.Fatalf("links in a: %v", got)
@@ -169,6 +170,30 @@ func TestPerNetnsMount(t *testing.T) {
 		t.Fatalf("links in the daemon's namespace: %v", got)
 	}
 
+	// An open file stays with its device: a packet written to a's fd by a
+	// thread in another namespace (one without a jail) arrives in a.
+	nsA.Run(t, "ip", "addr", "add", "10.66.0.1", "peer", "10.66.0.2", "dev", "tun0")
+	nsA.Run(t, "ip", "link", "set", "tun0", "up")
+	var sock int
+	inNetns(t, nsA.Path, func() error {
+		var err error
+		if sock, err = unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0); err != nil {
+			return err
+		}
+		return unix.Bind(sock, &unix.SockaddrInet4{Port: 6066, Addr: [4]byte{10, 66, 0, 1}})
+	})
+	defer unix.Close(sock)
+	unix.SetsockoptTimeval(sock, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 10})
+	pkt := itest.UDP4(netip.MustParseAddr("10.66.0.2"), netip.MustParseAddr("10.66.0.1"), 7000, 6066, []byte("stays"))
+	inNetns(t, nsC.Path, func() error {
+		_, err := unix.Write(fdA, pkt)
+		return err
+	})
+	buf := make([]byte, 64)
+	if n, _, err := unix.Recvfrom(sock, buf, 0); err != nil || string(buf[:n]) != "stays" {
+		t.Fatalf("packet through a's fd from another namespace: %q, %v", buf[:max(n, 0)], err)
+	}
+
 	// Status tells the modes apart.
 	var modes []string
 	for _, m := range d.Status(t).Mounts {
@@ -181,6 +206,30 @@ func TestPerNetnsMount(t *testing.T) {
 	}
 	if out, err := d.CLI("status"); err != nil || !containsLine(out, "mount "+dir+" (per-netns: each caller's own jail)") {
 		t.Fatalf("status: %v\n%s", err, out)
+	}
+
+	// Removing a jail under the shared mount, which stays, leaves nothing
+	// of it: the kernel is told to forget its nodes, so no device lingers.
+	// a's tun0 is still open, as a container's device is when its
+	// process dies; a's tun5 has a dentry in the kernel that nobody else
+	// replaced.
+	inNetns(t, nsA.Path, func() error {
+		return unix.Stat(filepath.Join(dir, "tun5"), new(unix.Stat_t))
+	})
+	if out, err := d.CLI("jail", "-r", "a"); err != nil {
+		t.Fatalf("jail -r a: %v %s", err, out)
+	}
+	unix.Close(fdA)
+	left := func() (names []string) {
+		for _, dv := range d.Status(t).Devices {
+			if dv.Jail == "a" {
+				names = append(names, dv.Name)
+			}
+		}
+		return names
+	}
+	if !itest.WaitFor(func() bool { return len(left()) == 0 }) {
+		t.Fatalf("devices of the removed jail a left: %v", left())
 	}
 }
 
