@@ -55,6 +55,15 @@ var (
 	helperErr  error
 )
 
+// TestMain removes the helper binary built for the tests.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if helperPath != "" {
+		os.RemoveAll(filepath.Dir(helperPath))
+	}
+	os.Exit(code)
+}
+
 // helper builds testdata/tunhelper static, once.
 func helper(t *testing.T) string {
 	t.Helper()

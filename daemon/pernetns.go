@@ -1,9 +1,12 @@
 package daemon
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/tundevfs/tundevfs/fs"
 	"github.com/tundevfs/tundevfs/jails"
@@ -41,10 +44,35 @@ func (d *Daemon) MountPerNetns(dir string) error {
 		return fmt.Errorf("mount %q: need an absolute directory", dir)
 	}
 	dir = filepath.Clean(dir)
+	if err := clearStale(dir); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("mount %s: %w", dir, err)
 	}
 	return d.mount(d.jails.Host(), dir, fs.Options{PerNetns: true, JailOf: d.jailByNetns, Debug: d.opts.Debug}, false)
+}
+
+// clearStale detaches a tundevfs mount at dir that a dead daemon left
+// (its FUSE connection answers ENOTCONN), so that a restarted daemon can
+// mount the shared directory at its fixed path again. A live mount of
+// another daemon is left alone and refused.
+func clearStale(dir string) error {
+	if !fs.IsTundevfsMount(dir) {
+		return nil
+	}
+	var st unix.Stat_t
+	err := unix.Stat(dir, &st)
+	if err == nil {
+		return fmt.Errorf("mount %s: another tundevfs daemon serves a mount there", dir)
+	}
+	if !errors.Is(err, unix.ENOTCONN) {
+		return fmt.Errorf("mount %s: %w", dir, err)
+	}
+	if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
+		return fmt.Errorf("mount %s: detach the stale mount of a dead daemon: %w", dir, err)
+	}
+	return nil
 }
 
 // ensurePerNetns makes sure a per-netns mount of this daemon is at dir

@@ -1,13 +1,16 @@
 package daemon_test
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -204,7 +207,7 @@ func TestPerNetnsMount(t *testing.T) {
 	if !slices.Equal(modes, []string{daemon.ModePerNetns}) {
 		t.Fatalf("status modes of %s: %v", dir, modes)
 	}
-	if out, err := d.CLI("status"); err != nil || !containsLine(out, "mount "+dir+" (per-netns: each caller's own jail)") {
+	if out, err := d.CLI("status"); err != nil || !slices.Contains(strings.Split(out, "\n"), "mount "+dir+" (per-netns: each caller's own jail)") {
 		t.Fatalf("status: %v\n%s", err, out)
 	}
 
@@ -233,27 +236,64 @@ func TestPerNetnsMount(t *testing.T) {
 	}
 }
 
-func containsLine(out, line string) bool {
-	for _, l := range splitLines(out) {
-		if l == line {
-			return true
-		}
+// TestPerNetnsStaleMount: a daemon that died left its shared mount; the
+// next daemon with the same --netns-dev detaches it and serves the path
+// again. A live one of another daemon is refused.
+func TestPerNetnsStaleMount(t *testing.T) {
+	itest.RequirePrivileged(t)
+	ns := itest.NewNetns(t)
+	base := t.TempDir()
+	netnsDev := filepath.Join(base, "netns-dev")
+	socket := filepath.Join(base, "dead.sock")
+	dead := ns.Command(itest.Binary(t), "--socket", socket, "daemon", "--netns-dev", netnsDev)
+	if err := dead.Start(); err != nil {
+		t.Fatal(err)
 	}
-	return false
-}
-
-func splitLines(s string) []string {
-	var out []string
-	for len(s) > 0 {
-		i := 0
-		for i < len(s) && s[i] != '\n' {
-			i++
+	t.Cleanup(func() {
+		dead.Process.Kill()
+		dead.Wait()
+		for i := 0; i < 4 && itest.IsMounted(netnsDev); i++ {
+			unix.Unmount(netnsDev, unix.MNT_DETACH)
 		}
-		out = append(out, s[:i])
-		if i < len(s) {
-			i++
-		}
-		s = s[i:]
+	})
+	if !itest.WaitFor(func() bool { _, err := daemon.Call(socket, daemon.Request{Op: "ping"}); return err == nil }) {
+		t.Fatal("the first daemon did not answer")
 	}
-	return out
+	// A second daemon while the first lives: refused, the first's mount
+	// untouched.
+	other := ns.Command(itest.Binary(t), "--socket", filepath.Join(base, "other.sock"), "daemon", "--netns-dev", netnsDev)
+	var out bytes.Buffer
+	other.Stdout, other.Stderr = &out, &out
+	if err := other.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- other.Wait() }()
+	var err error
+	select {
+	case err = <-exited:
+	case <-time.After(20 * time.Second): // it mounted and serves: wrong
+		other.Process.Signal(unix.SIGTERM)
+		<-exited
+		t.Fatalf("a second daemon took the live shared mount's path: %s", out.String())
+	}
+	if err == nil || !strings.Contains(out.String(), "another tundevfs daemon serves a mount there") {
+		t.Fatalf("second daemon on a live shared mount: %v %s", err, out.String())
+	}
+	dead.Process.Kill()
+	dead.Wait()
+	if !itest.IsMounted(netnsDev) {
+		t.Fatal("the killed daemon left no mount: nothing to test")
+	}
+	d := itest.StartDaemon(t, ns, "--netns-dev", netnsDev)
+	var modes []string
+	for _, m := range d.Status(t).Mounts {
+		modes = append(modes, m.Dir+" "+m.Mode)
+	}
+	if !slices.Equal(modes, []string{netnsDev + " " + daemon.ModePerNetns}) {
+		t.Fatalf("mounts: %v", modes)
+	}
+	if _, err := os.ReadDir(netnsDev); err != nil {
+		t.Fatalf("the new shared mount: %v", err)
+	}
 }
