@@ -18,6 +18,9 @@
 //     socket cleans the stale mounts its dead predecessor left.
 //   - The control socket is 0600. A request is capped at MaxRequest bytes
 //     and RequestTimeout; at most MaxConns connections are served at once.
+//   - With NetnsDev the daemon mounts the shared per-netns device directory
+//     there at start (pernetns.go), the source of containers' bind mounts;
+//     it is a user mount and goes at shutdown.
 //
 // Lock order: Daemon.stateMu, then Daemon.mu, then anything below (jails,
 // driver, fs). Daemon.mu is never held while unmounting or removing a jail.
@@ -53,6 +56,9 @@ type Options struct {
 	// IdleGrace is how long an ExitWhenIdle daemon waits after its start
 	// before an idleness check of its own (0: DefaultIdleGrace).
 	IdleGrace time.Duration
+	// NetnsDev, if set, is where the daemon mounts the shared per-netns
+	// device directory at start (pernetns.go).
+	NetnsDev string
 }
 
 // DefaultIdleGrace is the default Options.IdleGrace.
@@ -148,6 +154,12 @@ func New(opts Options) (*Daemon, error) {
 	// After the driver's callback: devices first, so blocked readers
 	// return, then the mounts.
 	d.unreg = d.jails.RegisterRemove(d.unmountJail)
+	if opts.NetnsDev != "" {
+		if err := d.MountPerNetns(opts.NetnsDev); err != nil {
+			d.Close()
+			return nil, fmt.Errorf("start daemon: %w", err)
+		}
+	}
 	return d, nil
 }
 
@@ -254,7 +266,15 @@ func (d *Daemon) handle(req Request, peer int) (any, error) {
 	case "ping":
 		return os.Getpid(), nil
 	case "mount":
+		if req.PerNetns {
+			if req.Jail != "" {
+				return nil, fmt.Errorf("mount %s: a per-netns mount shows every jail; no --jail", req.Dir)
+			}
+			return nil, d.MountPerNetns(req.Dir)
+		}
 		return nil, d.Mount(req.Jail, req.Dir, fs.Options{AllowOther: req.AllowOther, Debug: d.opts.Debug})
+	case "pernetns-ensure":
+		return nil, d.ensurePerNetns(req.Dir)
 	case "umount":
 		return nil, d.Unmount(req.Dir)
 	case "wait":
@@ -487,7 +507,7 @@ func (d *Daemon) Status() Status {
 	d.mu.Lock()
 	for dir, m := range d.mounts {
 		if m != nil {
-			st.Mounts = append(st.Mounts, MountInfo{Dir: dir, Jail: m.Jail().Name()})
+			st.Mounts = append(st.Mounts, MountInfo{Dir: dir, Jail: m.Jail().Name(), Mode: mountMode(m)})
 		}
 	}
 	d.mu.Unlock()

@@ -23,6 +23,8 @@ type Request struct {
 	Args []string `json:"args,omitempty"`
 	// Mount options.
 	AllowOther bool `json:"allow_other,omitempty"`
+	// PerNetns asks for the shared per-netns mount (fs/pernetns.go).
+	PerNetns bool `json:"per_netns,omitempty"`
 }
 
 // Response answers a Request: a JSON object on one line.
@@ -66,6 +68,7 @@ type JailInfo struct {
 type MountInfo struct {
 	Dir  string `json:"dir"`
 	Jail string `json:"jail"`
+	Mode string `json:"mode"` // ModeJail or ModePerNetns
 }
 
 // ErrNoDaemon says that nothing answers on the control socket.

@@ -176,7 +176,8 @@ func (m *Manager) jailStateLocked(j *jails.Jail) (*jailState, error) {
 	return js, nil
 }
 
-// Subscribe registers fn for the events of jail j.
+// Subscribe registers fn for the events of jail j; a nil j means every
+// jail's (the per-netns mount, fs/pernetns.go).
 func (m *Manager) Subscribe(j *jails.Jail, fn Listener) (unsubscribe func()) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -200,6 +201,9 @@ func (m *Manager) emit(j *jails.Jail, ev Event) {
 	m.mu.Lock()
 	var fns []Listener
 	for _, fn := range m.listeners[j] {
+		fns = append(fns, fn)
+	}
+	for _, fn := range m.listeners[nil] {
 		fns = append(fns, fn)
 	}
 	m.mu.Unlock()

@@ -40,6 +40,10 @@
 //     (stddev.go).
 //   - In batch mode (TUNSBATCH) reads and writes go to the driver's batch
 //     calls: many packets per FUSE request.
+//   - With Options.PerNetns the mount is the shared one of containers: each
+//     caller sees the jail on its own network namespace, nothing is cached
+//     by the kernel, and an open reaches only the caller's jail's devices
+//     (pernetns.go).
 //
 // Lock order: Mount.mu, then driver locks (driver.Device.mu). Mount.mu is
 // never held while calling the clone handlers, the kernel (notify) or
@@ -76,8 +80,12 @@ type Options struct {
 	// StdDevices adds null, zero, full, random, urandom, tty and the fd
 	// links, for a jail's /dev; the mount then allows device nodes.
 	StdDevices bool
-	Debug      bool
-	Logger     *log.Logger
+	// PerNetns makes the shared mount that shows each caller the jail on
+	// its own network namespace (pernetns.go); JailOf finds that jail.
+	PerNetns bool
+	JailOf   JailResolver
+	Debug    bool
+	Logger   *log.Logger
 }
 
 // nodeKind says what a FUSE node is.
@@ -138,9 +146,10 @@ func MountDir(m *driver.Manager, clones *clonehandler.Registry, j *jails.Jail, d
 	if opts.Logger == nil {
 		opts.Logger = log.Default()
 	}
-	if opts.EntryTimeout == 0 {
+	if opts.EntryTimeout == 0 && !opts.PerNetns {
 		opts.EntryTimeout = time.Second
 	}
+	opts = normalizePerNetns(opts)
 	if err := j.Hold(); err != nil {
 		return nil, fmt.Errorf("mount %s: %w", dir, err)
 	}
@@ -198,7 +207,11 @@ func MountDir(m *driver.Manager, clones *clonehandler.Registry, j *jails.Jail, d
 	}
 	fs.server = server
 	// Only now: an event calls fs.server.
-	fs.unsub = m.Subscribe(j, fs.onEvent)
+	if opts.PerNetns {
+		fs.unsub = m.Subscribe(nil, fs.onEvent) // every jail's devices show here
+	} else {
+		fs.unsub = m.Subscribe(j, fs.onEvent)
+	}
 	go func() {
 		server.Serve()
 		fs.teardown()
@@ -417,7 +430,11 @@ func (fs *Mount) Lookup(cancel <-chan struct{}, h *fuse.InHeader, name string, o
 	if h.NodeId != fuse.FUSE_ROOT_ID {
 		return fuse.ENOTDIR
 	}
-	if d := fs.m.Lookup(fs.jail, name); d != nil {
+	j := fs.callerJail(h)
+	if j == nil {
+		return fuse.ENOENT
+	}
+	if d := fs.m.Lookup(j, name); d != nil {
 		if name != d.DevName() {
 			return fs.replyAlias(d, out)
 		}
@@ -430,12 +447,12 @@ func (fs *Mount) Lookup(cancel <-chan struct{}, h *fuse.InHeader, name string, o
 	if !ok {
 		// An interface renamed a moment ago (alias.go); clone names,
 		// the hot path, never ask the kernel.
-		if d := fs.m.ResolveRenamed(fs.jail, name); d != nil {
+		if d := fs.m.ResolveRenamed(j, name); d != nil {
 			return fs.replyAlias(d, out)
 		}
 		return fuse.ENOENT
 	}
-	req := clonehandler.Request{Jail: fs.jail, Name: name, Cred: cred(h)}
+	req := clonehandler.Request{Jail: j, Name: name, Cred: cred(h)}
 	if unit < 0 {
 		// Only the caller's right to clone is checked here; READLINK
 		// clones. The entry is not cached, so the check runs each time.
@@ -624,7 +641,11 @@ func (fs *Mount) Readlink(cancel <-chan struct{}, h *fuse.InHeader) ([]byte, fus
 	if n == nil || n.kind != linkNode {
 		return nil, fuse.EINVAL
 	}
-	d, err := fs.clones.Clone(clonehandler.Request{Jail: fs.jail, Name: n.drv.Name, Cred: cred(h)})
+	j := fs.callerJail(h)
+	if j == nil {
+		return nil, fuse.ENOENT
+	}
+	d, err := fs.clones.Clone(clonehandler.Request{Jail: j, Name: n.drv.Name, Cred: cred(h)})
 	if err != nil {
 		return nil, fs.lookupErr(n.drv.Name, err)
 	}
@@ -646,7 +667,10 @@ func (fs *Mount) OpenDir(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.Open
 		{Name: ".", Mode: syscall.S_IFDIR, Ino: fuse.FUSE_ROOT_ID},
 		{Name: "..", Mode: syscall.S_IFDIR, Ino: fuse.FUSE_ROOT_ID},
 	}
-	devs := fs.m.Devices(fs.jail)
+	var devs []*driver.Device
+	if j := fs.callerJail(&in.InHeader); j != nil {
+		devs = fs.m.Devices(j)
+	}
 	for _, d := range devs {
 		entries = append(entries, fuse.DirEntry{Name: d.DevName(), Mode: syscall.S_IFREG, Ino: d.Ino()})
 	}
@@ -700,6 +724,9 @@ func (fs *Mount) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut
 	}
 	if n.kind != devNode {
 		return fuse.EINVAL
+	}
+	if n.dev.Jail() != fs.callerJail(&in.InHeader) {
+		return fuse.ENOENT // another jail's device (pernetns.go)
 	}
 	h, err := n.dev.Open(processID(in.Caller.Pid))
 	if err != nil {

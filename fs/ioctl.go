@@ -120,7 +120,7 @@ func (fs *Mount) ioctl(h *driver.Handle, io ioctls.Ioctl, in *fuse.IoctlIn, inbu
 		}
 		return nil
 	case ioctls.TUNSTRANSIENT:
-		return h.SetTransient(v != 0, clonehandler.MayDestroy(fs.jail, cred(&in.InHeader)))
+		return h.SetTransient(v != 0, clonehandler.MayDestroy(h.Device().Jail(), cred(&in.InHeader)))
 	case ioctls.TUNSDEBUG:
 		return h.SetDebug(v)
 	case ioctls.TUNGDEBUG:

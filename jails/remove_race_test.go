@@ -4,6 +4,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/tundevfs/tundevfs/internal/testenv"
 )
 
 // Issue 10, defect 9: the daemon (its command's pidfd fired) and the
@@ -11,7 +13,7 @@ import (
 // Remove returns only once the jail is gone, so that a jls right after
 // never lists it.
 func TestConcurrentRemoveWaitsForGone(t *testing.T) {
-	needRoot(t)
+	testenv.RequirePrivileged(t)
 	host, err := CurrentNetns()
 	if err != nil {
 		t.Fatal(err)

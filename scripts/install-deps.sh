@@ -19,6 +19,10 @@ have man || need+=(man-db)
 have systemd-analyze || need+=(systemd)
 have setpriv || need+=(util-linux)
 have flock || need+=(util-linux)
+# The container tests (containers/runc_linux_test.go): runc, and a static
+# busybox to build the rootfs from.
+have runc || need+=(runc)
+dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
 
 if [ ${#need[@]} -gt 0 ]; then
 	if [ "$(id -u)" != 0 ]; then

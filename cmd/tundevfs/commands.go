@@ -36,6 +36,7 @@ func newDaemonCmd(g *globals) *cobra.Command {
 	cmd.Flags().IntVar(&opts.DeviceLimit, "device-limit", 0, "devices per jail (default 256)")
 	cmd.Flags().DurationVar(&opts.IdleGrace, "idle-grace", daemon.DefaultIdleGrace, "with --exit-when-idle: how long a daemon nobody uses waits before it exits")
 	cmd.Flags().MarkHidden("idle-grace")
+	cmd.Flags().StringVar(&opts.NetnsDev, "netns-dev", "", "mount the shared per-netns device directory here at start (containers: "+daemon.DefaultNetnsDev+")")
 	return cmd
 }
 
@@ -67,9 +68,9 @@ func runDaemon(opts daemon.Options, ready func(*daemon.Daemon) error) error {
 
 func newMountCmd(g *globals) *cobra.Command {
 	var jail string
-	var foreground, allowOther bool
+	var foreground, allowOther, perNetns bool
 	cmd := &cobra.Command{
-		Use:   "mount [--jail NAME] [--foreground] DIR",
+		Use:   "mount [--jail NAME | --per-netns] [--foreground] DIR",
 		Short: "mount a device directory (starts the daemon if none runs)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -77,11 +78,14 @@ func newMountCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			req := daemon.Request{Op: "mount", Dir: dir, Jail: jail, AllowOther: allowOther}
+			req := daemon.Request{Op: "mount", Dir: dir, Jail: jail, AllowOther: allowOther, PerNetns: perNetns}
 			running := ping(g.socket)
 			if foreground {
 				if !running {
 					return runDaemon(daemon.Options{Socket: g.socket, ExitWhenIdle: true}, func(d *daemon.Daemon) error {
+						if perNetns {
+							return d.MountPerNetns(dir)
+						}
 						return d.Mount(jail, dir, fs.Options{AllowOther: allowOther})
 					})
 				}
@@ -102,6 +106,7 @@ func newMountCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&jail, "jail", "", "jail whose devices to show (default host)")
 	cmd.Flags().BoolVar(&foreground, "foreground", false, "stay attached until the mount is gone")
 	cmd.Flags().BoolVar(&allowOther, "allow-other", false, "let other users use the mount")
+	cmd.Flags().BoolVar(&perNetns, "per-netns", false, "one shared mount showing each caller the jail of its own network namespace (containers)")
 	return cmd
 }
 
@@ -275,6 +280,10 @@ func printStatus(st daemon.Status) {
 	}
 	tw.Flush()
 	for _, m := range st.Mounts {
+		if m.Mode == daemon.ModePerNetns {
+			fmt.Printf("mount %s (per-netns: each caller's own jail)\n", m.Dir)
+			continue
+		}
 		fmt.Printf("mount %s (jail %s)\n", m.Dir, m.Jail)
 	}
 	if len(st.Devices) == 0 {

@@ -58,6 +58,8 @@ func newRootCmd() *cobra.Command {
 		newIoctlCmd(),
 		newK8sDevicePluginCmd(g),
 		newGenDocsCmd(),
+		newOCIHookCmd(g),
+		newCDICmd(g),
 	)
 	return root
 }

@@ -1,0 +1,113 @@
+package containers
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/tundevfs/tundevfs/daemon"
+	"github.com/tundevfs/tundevfs/jails"
+)
+
+// sameJail says whether the jail named after the container is on the
+// container's network namespace already.
+func sameJail(socket string, st *specs.State) bool {
+	var js []daemon.JailInfo
+	if err := daemon.CallInto(socket, daemon.Request{Op: "jls"}, &js); err != nil {
+		return false
+	}
+	var sb unix.Stat_t
+	if err := unix.Stat(fmt.Sprintf("/proc/%d/ns/net", st.Pid), &sb); err != nil {
+		return false
+	}
+	for _, j := range js {
+		if j.Name == st.ID && j.NetnsID == sb.Ino {
+			return true
+		}
+	}
+	return false
+}
+
+// hookRemove removes the container's jail; a jail already gone (its
+// process exited first) or a daemon that is not running is success.
+func hookRemove(st *specs.State, o HookOptions) error {
+	_, err := daemon.Call(o.Socket, daemon.Request{Op: "jail-remove", Jail: st.ID})
+	if err == nil || errors.Is(err, daemon.ErrNoDaemon) || strings.Contains(err.Error(), jails.ErrNotFound.Error()) {
+		return nil
+	}
+	return fmt.Errorf("oci-hook: container %s: %w", st.ID, err)
+}
+
+// ensureDaemon starts a daemon with the shared per-netns mount if none
+// answers at o.Socket, and makes sure the per-netns mount is at
+// o.NetnsDev.
+func ensureDaemon(o HookOptions) error {
+	_, err := daemon.Call(o.Socket, daemon.Request{Op: "ping"})
+	if errors.Is(err, daemon.ErrNoDaemon) {
+		err = spawnDaemon(o)
+	}
+	if err != nil {
+		return err
+	}
+	if o.NetnsDev == "" {
+		return nil
+	}
+	_, err = daemon.Call(o.Socket, daemon.Request{Op: "pernetns-ensure", Dir: o.NetnsDev})
+	return err
+}
+
+// spawnDaemon starts `tundevfs daemon --netns-dev DIR` in its own session,
+// its log beside the socket, and waits until it answers. It does not exit
+// when idle: the shared mount is the source of every container's bind
+// mount and must outlive them.
+func spawnDaemon(o HookOptions) error {
+	bin := o.Binary
+	if bin == "" {
+		self, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("start daemon: %w", err)
+		}
+		bin = self
+	}
+	if err := os.MkdirAll(filepath.Dir(o.Socket), 0o755); err != nil {
+		return fmt.Errorf("start daemon: %w", err)
+	}
+	logPath := strings.TrimSuffix(o.Socket, ".sock") + ".log"
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("start daemon: %w", err)
+	}
+	defer logf.Close()
+	args := []string{"--socket", o.Socket, "daemon"}
+	if o.NetnsDev != "" {
+		args = append(args, "--netns-dev", o.NetnsDev)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start daemon: %w", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, err := daemon.Call(o.Socket, daemon.Request{Op: "ping"}); err == nil {
+			return nil
+		}
+		select {
+		case err := <-exited:
+			return fmt.Errorf("start daemon: it exited (%v); see %s", err, logPath)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("start daemon: no answer on %s after 5s; see %s", o.Socket, logPath)
+}
