@@ -279,7 +279,7 @@ func TestJailLoopLeaksNothing(t *testing.T) {
 	// The warm-up cycles above leave what a cycle leaves for good (go-fuse
 	// readers, idle threads); the baseline absorbs it once settled.
 	base := d.Baseline(t)
-	mounts := countMounts(t, filepath.Dir(d.Socket))
+	mounts := countMounts(t, daemon.StateDir(d.Socket))
 	for i := 0; i < n; i++ {
 		cycle(i)
 	}
@@ -291,7 +291,7 @@ func TestJailLoopLeaksNothing(t *testing.T) {
 		t.Fatalf("after %d jails: devices %v, jails %v", n, st.Devices, st.Jails)
 	}
 	base.Check(t, fmt.Sprintf("after %d jails", n))
-	if got := countMounts(t, filepath.Dir(d.Socket)); got != mounts {
+	if got := countMounts(t, daemon.StateDir(d.Socket)); got != mounts {
 		t.Fatalf("mounts %d -> %d", mounts, got)
 	}
 	if tun, nss := daemonFds(t, d); tun != 0 || len(nss) != 1 {
