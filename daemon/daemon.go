@@ -341,6 +341,9 @@ func (d *Daemon) Mount(jail, dir string, opts fs.Options) error {
 	if err != nil {
 		return err
 	}
+	if err := checkMountPoint(dir); err != nil {
+		return err
+	}
 	j, err := d.jail(jail)
 	if err != nil {
 		return fmt.Errorf("mount %s: %w", dir, err)

@@ -504,3 +504,38 @@ func TestStateDirRefusesSymlinks(t *testing.T) {
 		t.Errorf("created %v through a planted state directory", ents)
 	}
 }
+
+// SPEC §9: `mount` (either mode) refuses the root and a directory with
+// files in it, and leaves the files alone.
+func TestMountRefusesRootAndNonEmpty(t *testing.T) {
+	_, d := newDaemon(t)
+	dir := t.TempDir()
+	detachUnder(t, dir)
+	keep := filepath.Join(dir, "keep")
+	if err := os.WriteFile(keep, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		req  daemon.Request
+		want string
+	}{
+		{daemon.Request{Op: "mount", Dir: "/"}, "refused"},
+		{daemon.Request{Op: "mount", Dir: "/", PerNetns: true}, "refused"},
+		{daemon.Request{Op: "mount", Dir: dir}, "not empty"},
+		{daemon.Request{Op: "mount", Dir: dir, PerNetns: true}, "not empty"},
+	} {
+		_, err := daemon.Call(d.Socket, tc.req)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("mount %s (per-netns %v): %v, want an error saying %q", tc.req.Dir, tc.req.PerNetns, err, tc.want)
+		}
+	}
+	if ms := mountsAt(t, dir, ""); len(ms) != 0 {
+		t.Errorf("mounted over a non-empty directory: %v", ms)
+	}
+	if b, err := os.ReadFile(keep); err != nil || string(b) != "x" {
+		t.Errorf("the user's file: %q, %v", b, err)
+	}
+	if st := d.Status(t); len(st.Mounts) != 0 {
+		t.Errorf("mounts after refusals: %+v", st.Mounts)
+	}
+}

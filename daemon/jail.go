@@ -267,6 +267,19 @@ func (d *Daemon) stopOwnerWatch(j *jails.Jail) {
 	}
 }
 
+// checkMountPoint refuses a mount point that a device directory would
+// harm (SPEC §9): the root, and a directory with files in it or a mount
+// of ours already there (checkEmptyDir).
+func checkMountPoint(dir string) error {
+	if dir == "/" {
+		return errors.New("mount /: refused (a device directory over the root would hide the whole system)")
+	}
+	if err := checkEmptyDir(dir); err != nil {
+		return fmt.Errorf("mount: %w", err)
+	}
+	return nil
+}
+
 // checkEmptyDir fails unless dir is an empty directory that is not a
 // tundevfs mount (a mount there would hide its files). It never opens a
 // file on a mount of ours.

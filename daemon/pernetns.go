@@ -50,6 +50,13 @@ func (d *Daemon) MountPerNetns(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("mount %s: %w", dir, err)
 	}
+	dir, err := resolveMountPoint(dir)
+	if err != nil {
+		return err
+	}
+	if err := checkMountPoint(dir); err != nil {
+		return err
+	}
 	return d.mount(d.jails.Host(), dir, fs.Options{PerNetns: true, JailOf: d.jailByNetns, Debug: d.opts.Debug}, false)
 }
 
