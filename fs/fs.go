@@ -62,7 +62,6 @@ import (
 
 	"github.com/tundevfs/tundevfs/clonehandler"
 	"github.com/tundevfs/tundevfs/driver"
-	"github.com/tundevfs/tundevfs/ioctls"
 	"github.com/tundevfs/tundevfs/jails"
 )
 
@@ -314,47 +313,19 @@ func (fs *Mount) onEvent(ev driver.Event) {
 }
 
 // errno turns an error from below into the errno a FreeBSD or Linux caller
-// expects. This is the only place where errors become errnos.
+// expects. This is the only place where errors become errnos: the
+// sentinels' errnos come from the tables beside them (clonehandler.Errnos,
+// driver.Errnos), an errno from the kernel passes through, and anything
+// else is EIO.
 func errno(err error) fuse.Status {
 	if err == nil {
 		return fuse.OK
 	}
+	if e, ok := driver.ErrnoOf(err, clonehandler.Errnos); ok {
+		return fuse.Status(e)
+	}
 	var e syscall.Errno
-	switch {
-	case errors.Is(err, driver.ErrBusy):
-		return fuse.Status(syscall.EBUSY)
-	case errors.Is(err, driver.ErrGone), errors.Is(err, driver.ErrDetached):
-		return fuse.Status(syscall.ENXIO)
-	case errors.Is(err, driver.ErrWouldBlock):
-		return fuse.EAGAIN
-	case errors.Is(err, driver.ErrInterrupted):
-		return fuse.EINTR
-	case errors.Is(err, driver.ErrTooBig):
-		return fuse.EIO
-	case errors.Is(err, driver.ErrNotOpen):
-		return fuse.EBADF
-	case errors.Is(err, driver.ErrBadName), errors.Is(err, driver.ErrUnitRange),
-		errors.Is(err, driver.ErrNameTaken), errors.Is(err, driver.ErrNoDevice),
-		errors.Is(err, clonehandler.ErrNoMatch), errors.Is(err, clonehandler.ErrDenied),
-		errors.Is(err, clonehandler.ErrCloningOff):
-		return fuse.ENOENT
-	case errors.Is(err, driver.ErrLimit), errors.Is(err, driver.ErrNoUnits):
-		return fuse.Status(syscall.ENOSPC)
-	case errors.Is(err, driver.ErrNoIoctl):
-		return fuse.Status(syscall.ENOTTY)
-	case errors.Is(err, driver.ErrInvalid), errors.Is(err, ioctls.ErrBadValue):
-		return fuse.EINVAL
-	case errors.Is(err, driver.ErrIfUp):
-		return fuse.Status(syscall.EBUSY)
-	case errors.Is(err, driver.ErrWrongType):
-		return fuse.Status(syscall.EPROTOTYPE)
-	case errors.Is(err, driver.ErrNoFamily):
-		return fuse.Status(syscall.EAFNOSUPPORT)
-	case errors.Is(err, driver.ErrShort):
-		return fuse.Status(syscall.ENOBUFS)
-	case errors.Is(err, driver.ErrPerm):
-		return fuse.EPERM
-	case errors.As(err, &e):
+	if errors.As(err, &e) {
 		return fuse.Status(e)
 	}
 	return fuse.EIO
