@@ -128,6 +128,9 @@ type Mount struct {
 	dirs    map[uint64][]fuse.DirEntry
 	nextFh  uint64
 	closed  bool
+	// revoked: Unmount has closed the open files (every handle is gone
+	// from handles); requests on them answer ENXIO.
+	revoked bool
 }
 
 // MountDir mounts the device directory of jail j at dir and serves it. It
@@ -180,7 +183,7 @@ func MountDir(m *driver.Manager, clones *clonehandler.Registry, j *jails.Jail, d
 		DisableXAttrs:      true,
 		DisableReadDirPlus: true,
 		DisableSplice:      true,
-		MaxWrite:           64 << 10,
+		MaxWrite:           maxRequest,
 		DirectMountFlags:   mountFlags(opts),
 		// POLL goes to Mount.Poll; without it go-fuse's poll hack
 		// switches poll off for the mount and every file looks
@@ -238,8 +241,11 @@ func (fs *Mount) Unmount() error {
 	}
 	// Not go-fuse's Server.Unmount: it retries EBUSY with a backoff and
 	// then waits for the connection without a limit. Open files keep the
-	// mount busy: detach it instead.
+	// mount busy: close them as the end of the mount would (blocked
+	// readers get ENXIO, as on destroy, while the connection still
+	// answers) and detach it.
 	if err := unix.Unmount(fs.dir, 0); err != nil {
+		fs.revoke()
 		if derr := unix.Unmount(fs.dir, unix.MNT_DETACH); derr != nil && !errors.Is(derr, unix.EINVAL) {
 			return fmt.Errorf("unmount %s: %w", fs.dir, derr)
 		}
@@ -261,6 +267,21 @@ func (fs *Mount) Unmount() error {
 		return nil
 	case <-time.After(10 * time.Second):
 		return fmt.Errorf("unmount %s: the FUSE connection did not end", fs.dir)
+	}
+}
+
+// revoke closes every open file of the mount: their blocked requests
+// return ENXIO, and later ones find no handle and answer ENXIO too. A
+// close(2) then sends no request (FOPEN_NOFLUSH), so it is clean even
+// after the connection is gone.
+func (fs *Mount) revoke() {
+	fs.mu.Lock()
+	fs.revoked = true
+	handles := fs.handles
+	fs.handles = map[uint64]*driver.Handle{}
+	fs.mu.Unlock()
+	for _, h := range handles {
+		h.Close()
 	}
 }
 
@@ -350,14 +371,35 @@ func setTimes(a *fuse.Attr, t time.Time) {
 	a.Atimensec, a.Mtimensec, a.Ctimensec = ns, ns, ns
 }
 
+// maxRequest is the largest READ or WRITE one FUSE request carries
+// (MountOptions.MaxWrite, which go-fuse also passes as max_read): 17
+// pages, so that a buffer of up to 64 KiB is one request wherever it
+// starts in a page. The kernel cuts a direct read or write into requests
+// of at most max_pages pages (fs/fuse/file.c: fuse_direct_io,
+// fuse_get_user_pages), and 64 KiB that do not start on a page boundary
+// span 17 pages: with 16, a batch write of 65,520 bytes 3,000 bytes into
+// a page became two requests, the first ending inside a record.
+const maxRequest = 17 * 4096
+
+// splitFloor: a READ request larger than this may be only the first part
+// of a larger read(2) (the kernel cuts one at max_pages pages, so a first
+// part holds more than 16 pages); one of this size or smaller is always
+// the whole rest of it. A reply that fills a request larger than this
+// would make the kernel ask for more (see Read).
+const splitFloor = 16 * 4096
+
 // devSize is the size a device node reports. With
 // FOPEN_PARALLEL_DIRECT_WRITES the kernel runs a direct write under the
 // shared inode lock only when it ends within the file size
 // (fs/fuse/file.c: fuse_dio_wr_exclusive_lock, fuse_io_past_eof); a stream
 // file writes at offset 0, so the size covers the largest write one
-// request carries (MountDir's MaxWrite). An O_APPEND write takes the
-// exclusive lock anyway, and its offset, devSize, stays far from any limit.
-const devSize = 64 << 10
+// request carries (maxRequest). An O_APPEND write takes the exclusive lock
+// anyway, and its offset, devSize, stays far from any limit.
+//
+// The size does not open the page cache: a page-cache READ (a fault of a
+// private mapping, readahead) is refused (see Read), so pages inside it
+// never hold packets.
+const devSize = maxRequest
 
 func setDevAttr(a *fuse.Attr, d *driver.Device) {
 	uid, gid, mode := d.Owner()
@@ -414,6 +456,12 @@ func (fs *Mount) Lookup(cancel <-chan struct{}, h *fuse.InHeader, name string, o
 			return fs.lookupErr(name, err)
 		}
 		return fs.replyLink(name, out)
+	}
+	if createsName(h.Caller.Pid) {
+		// mkdir, mknod, O_CREAT|O_EXCL, rename, link, symlink, unlink
+		// or rmdir of the name: the request that follows is refused
+		// (ops.go), and nothing is made on the way.
+		return fuse.ENOENT
 	}
 	d, err := fs.clones.Clone(req)
 	if err != nil {
@@ -617,7 +665,7 @@ func (fs *Mount) OpenDir(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.Open
 		{Name: ".", Mode: syscall.S_IFDIR, Ino: fuse.FUSE_ROOT_ID},
 		{Name: "..", Mode: syscall.S_IFDIR, Ino: fuse.FUSE_ROOT_ID},
 	}
-	devs := fs.m.Devices(fs.jail)
+	devs := slices.DeleteFunc(fs.m.Devices(fs.jail), func(d *driver.Device) bool { return !d.Alive() })
 	for _, d := range devs {
 		entries = append(entries, fuse.DirEntry{Name: d.DevName(), Mode: syscall.S_IFREG, Ino: d.Ino()})
 	}
@@ -688,8 +736,11 @@ func (fs *Mount) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut
 	fs.mu.Unlock()
 	out.Fh = fh
 	// Parallel direct writes: writers of one device do not queue on the
-	// inode lock (see devSize).
-	out.OpenFlags = fuse.FOPEN_DIRECT_IO | fuse.FOPEN_NONSEEKABLE | fuse.FOPEN_STREAM | fuse.FOPEN_PARALLEL_DIRECT_WRITES
+	// inode lock (see devSize). No FLUSH: close(2) has nothing to wait
+	// for (Flush did nothing), saves a round trip, and stays clean after
+	// the mount is gone (Unmount).
+	out.OpenFlags = fuse.FOPEN_DIRECT_IO | fuse.FOPEN_NONSEEKABLE | fuse.FOPEN_STREAM |
+		fuse.FOPEN_PARALLEL_DIRECT_WRITES | fuse.FOPEN_NOFLUSH
 	return fuse.OK
 }
 
@@ -700,10 +751,26 @@ func (fs *Mount) handle(fh uint64) *driver.Handle {
 }
 
 // Read implements fuse.RawFileSystem: one packet per read.
+//
+// Only read(2) reaches a device. The kernel also reads a FUSE file for its
+// page cache: a fault of a private mapping (which fuse_file_mmap allows
+// for FOPEN_DIRECT_IO files) and readahead (readahead(2), fadvise). Those
+// READs come without FUSE_READ_LOCKOWNER, which fuse_direct_io sets on
+// every read(2) (the lock owner is the caller's files table), and get EIO
+// at once: a fault is SIGBUS instead of waiting for a packet and eating it.
+//
+// A reply never fills a READ that may be the first part of a larger
+// read(2) (larger than splitFloor): the kernel would ask for the rest with
+// a second READ, which would block or glue the next packet on. A packet
+// that large (an MTU set behind the device's back, a GSO frame) is cut
+// one byte short instead, as a short buffer cuts it.
 func (fs *Mount) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.ReadResult, fuse.Status) {
 	h := fs.handle(in.Fh)
 	if h == nil {
-		return nil, fuse.EBADF
+		return nil, fs.noHandle()
+	}
+	if in.ReadFlags&fuse.READ_LOCKOWNER == 0 {
+		return nil, errno(driver.ErrPageCache)
 	}
 	if int(in.Size) < len(buf) {
 		buf = buf[:in.Size]
@@ -714,10 +781,13 @@ func (fs *Mount) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse
 	if h.Batch() {
 		n, err = h.ReadBatch(cancel, buf, nonblock)
 	} else {
+		if len(buf) > splitFloor {
+			buf = buf[:len(buf)-1]
+		}
 		n, err = h.Read(cancel, buf, nonblock)
 	}
 	if err != nil {
-		return nil, errno(err)
+		return nil, fs.fileErr(err)
 	}
 	return packetResult(buf[:n]), fuse.OK
 }
@@ -726,7 +796,7 @@ func (fs *Mount) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse
 func (fs *Mount) Write(cancel <-chan struct{}, in *fuse.WriteIn, data []byte) (uint32, fuse.Status) {
 	h := fs.handle(in.Fh)
 	if h == nil {
-		return 0, fuse.EBADF
+		return 0, fs.noHandle()
 	}
 	var n int
 	var err error
@@ -736,7 +806,7 @@ func (fs *Mount) Write(cancel <-chan struct{}, in *fuse.WriteIn, data []byte) (u
 		n, err = h.Write(data)
 	}
 	if err != nil {
-		return 0, errno(err)
+		return 0, fs.fileErr(err)
 	}
 	return uint32(n), fuse.OK
 }
