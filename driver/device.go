@@ -217,7 +217,7 @@ func (d *Device) Info() Info {
 		IfIndex: d.ifindex, State: d.state.String(), Refs: r, Busy: d.busy,
 		Open: d.open != nil, OpenPid: d.openPid, Origin: origin,
 		RxPackets: d.rxPackets.Load(), TxPackets: d.txPackets.Load(), Drops: d.drops.Load(),
-		Modes: d.modeNames(),
+		Modes: d.modeNamesLocked(),
 	}
 }
 

@@ -70,8 +70,8 @@ func (s *ioctlState) setMode(set, clear uint32) {
 	s.mode.Store(s.mode.Load()&^clear | set)
 }
 
-// modeNames describes the modes for status output.
-func (d *Device) modeNames() []string {
+// modeNamesLocked describes the modes for status output. d.mu is held (Info).
+func (d *Device) modeNamesLocked() []string {
 	var out []string
 	m := d.ioc.mode.Load()
 	for _, b := range []struct {
@@ -84,6 +84,9 @@ func (d *Device) modeNames() []string {
 	}
 	if v := d.ioc.vhdr.Load(); v != 0 {
 		out = append(out, fmt.Sprintf("vnethdr=%d", v))
+	}
+	if d.aliasRefusedLocked() {
+		out = append(out, "alias-refused")
 	}
 	d.ioc.mu.Lock()
 	switch d.ioc.ifmode &^ unix.IFF_MULTICAST {

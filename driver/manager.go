@@ -208,8 +208,18 @@ func (m *Manager) emit(j *jails.Jail, ev Event) {
 	}
 }
 
-// Lookup finds a live device of jail j by node name or interface name.
+// Lookup finds a live device of jail j by node name or interface name, the
+// name of an alias; a Reserved name is no alias.
 func (m *Manager) Lookup(j *jails.Jail, name string) *Device {
+	return m.lookup(j, name, false)
+}
+
+// lookup is Lookup; with reserved, interface names that may not be
+// aliases count too.
+func (m *Manager) lookup(j *jails.Jail, name string, reserved bool) *Device {
+	if !reserved && ByName(name) != nil {
+		return nil // the hot path of every clone: no map, no lock
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	js, ok := m.jails[j]
@@ -222,6 +232,9 @@ func (m *Manager) Lookup(j *jails.Jail, name string) *Device {
 	// The name is recorded before the index follows it (syncName): a
 	// device caught in between answers by its recorded name, as it would
 	// to a scan.
+	if !reserved && reservedNames[name] {
+		return nil
+	}
 	if d, ok := js.byIfName[name]; ok && d.Name() == name {
 		return d
 	}
