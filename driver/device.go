@@ -232,6 +232,18 @@ func (d *Device) Ref(kind RefKind) {
 	d.refs[kind]++
 }
 
+// refIfAlive takes a reference of the given kind if the device is alive,
+// and reports whether it did.
+func (d *Device) refIfAlive(kind RefKind) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.state != devAlive {
+		return false
+	}
+	d.refs[kind]++
+	return true
+}
+
 // Rel gives back a reference (dev_rel). The last reference of a destroyed
 // device frees it.
 func (d *Device) Rel(kind RefKind) {
@@ -510,12 +522,18 @@ func (h *Handle) Close() {
 		d.mu.Unlock()
 		if alive {
 			d.drain()
-			if !d.keepsStateOnClose() {
+			// A transient device goes at once: bringing it down and
+			// resetting it first would only keep it listed longer
+			// (FUSE sends RELEASE after close(2) has returned).
+			transient := d.ioc.has(modeTransient)
+			if !d.keepsStateOnClose() && !transient {
 				if err := linkDownAndPurge(d.js.nl, d.ifindex); err != nil {
 					d.m.logf("close %s: %v", d.DevName(), err)
 				}
 			}
-			d.closeIoctlState()
+			if !transient {
+				d.closeIoctlState()
+			}
 			d.exit()
 			d.transientClose()
 		}
