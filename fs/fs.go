@@ -16,8 +16,9 @@
 //   - The kernel's lookups of a device node are counted on the device
 //     (driver.RefKernel), one per lookup and dropped by FORGET; a devfs clone's
 //     RefClone is given up before the lookup replies.
-//   - A destroyed device's entry is invalidated in the kernel before Destroy
-//     returns, so no ghost shows in a later ls or stat.
+//   - A destroyed device's entry is invalidated in the kernel before its
+//     interface goes (driver.Destroyed comes first), and readdir skips
+//     dying devices, so no listing shows a device whose interface is gone.
 //   - Device files are opened with FOPEN_DIRECT_IO|FOPEN_STREAM: one packet
 //     per read and write, and a write never waits behind a blocked read;
 //     with FOPEN_PARALLEL_DIRECT_WRITES, nor behind another write.
@@ -39,7 +40,21 @@
 //     devices, which the kernel opens itself, and is made without nodev
 //     (stddev.go).
 //   - In batch mode (TUNSBATCH) reads and writes go to the driver's batch
-//     calls: many packets per FUSE request.
+//     calls: many packets per FUSE request. A request carries up to 17
+//     pages (maxRequest), so a batch of up to 64 KiB is one request
+//     wherever its buffer starts.
+//   - Only read(2) reaches a device: the kernel's page-cache READs (a
+//     fault of a private mapping, readahead) get EIO at once (Read), so an
+//     mmap of a device never waits for a packet nor consumes one; a shared
+//     mapping is ENODEV (the kernel's, for FOPEN_DIRECT_IO). A reply never
+//     fills a READ the kernel may have cut from a larger read(2), so it
+//     never asks for more and never glues packets together.
+//   - The namespace calls (mkdir, mknod, exclusive create, rename, link,
+//     unlink, rmdir, symlink) are refused as devfs refuses them, and the
+//     lookup before each makes no device (ops.go, intent_linux.go).
+//   - Unmount with open files closes them first: blocked reads end with
+//     ENXIO, as on destroy, and close(2) sends nothing (FOPEN_NOFLUSH), so
+//     it is clean even once the connection is gone.
 //
 // Lock order: Mount.mu, then driver locks (driver.Device.mu). Mount.mu is
 // never held while calling the clone handlers, the kernel (notify) or
