@@ -740,7 +740,7 @@ func (fs *Mount) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut
 		return errno(err)
 	}
 	fs.mu.Lock()
-	if fs.closed {
+	if fs.closed || fs.revoked {
 		fs.mu.Unlock()
 		h.Close()
 		return fuse.Status(syscall.ENXIO)
