@@ -30,16 +30,6 @@ import (
 	"github.com/tundevfs/tundevfs/jails"
 )
 
-// Sentinel errors.
-var (
-	// ErrNoMatch: the handler does not handle this name.
-	ErrNoMatch = errors.New("no clone handler for name")
-	// ErrDenied: the caller may not clone (ENOENT through the filesystem).
-	ErrDenied = errors.New("cloning not permitted")
-	// ErrCloningOff: devfs cloning is switched off by sysctl (ENOENT).
-	ErrCloningOff = errors.New("devfs cloning is off")
-)
-
 // Cred is the caller of a lookup.
 type Cred struct {
 	UID, GID uint32

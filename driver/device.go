@@ -217,7 +217,7 @@ func (d *Device) Info() Info {
 		IfIndex: d.ifindex, State: d.state.String(), Refs: r, Busy: d.busy,
 		Open: d.open != nil, OpenPid: d.openPid, Origin: origin,
 		RxPackets: d.rxPackets.Load(), TxPackets: d.txPackets.Load(), Drops: d.drops.Load(),
-		Modes: d.modeNames(),
+		Modes: d.modeNamesLocked(),
 	}
 }
 
@@ -230,6 +230,18 @@ func (d *Device) Ref(kind RefKind) {
 		panic("driver: Ref on a freed device " + d.name)
 	}
 	d.refs[kind]++
+}
+
+// refIfAlive takes a reference of the given kind if the device is alive,
+// and reports whether it did.
+func (d *Device) refIfAlive(kind RefKind) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.state != devAlive {
+		return false
+	}
+	d.refs[kind]++
+	return true
 }
 
 // Rel gives back a reference (dev_rel). The last reference of a destroyed
@@ -510,12 +522,18 @@ func (h *Handle) Close() {
 		d.mu.Unlock()
 		if alive {
 			d.drain()
-			if !d.keepsStateOnClose() {
+			// A transient device goes at once: bringing it down and
+			// resetting it first would only keep it listed longer
+			// (FUSE sends RELEASE after close(2) has returned).
+			transient := d.ioc.has(modeTransient)
+			if !d.keepsStateOnClose() && !transient {
 				if err := linkDownAndPurge(d.js.nl, d.ifindex); err != nil {
 					d.m.logf("close %s: %v", d.DevName(), err)
 				}
 			}
-			d.closeIoctlState()
+			if !transient {
+				d.closeIoctlState()
+			}
 			d.exit()
 			d.transientClose()
 		}

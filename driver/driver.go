@@ -15,10 +15,19 @@
 //     node; an ifconfig create returns none (SPEC §1, FreeBSD 3b263fa76c08).
 //   - A failed creation gives back everything it took: unit, fd, jail hold.
 //   - Destroy marks the device dying, wakes every blocked reader, waits for
-//     in-flight operations (the busy count), closes the real fd so that the
-//     interface disappears, frees the unit, releases the jail and drops the
-//     node reference. The Device value lives on until its last reference is
-//     gone, answering ENXIO (ErrGone) meanwhile.
+//     in-flight operations (the busy count), emits Destroyed and unlists the
+//     node, and only then closes the real fd so that the interface
+//     disappears (the slow part), frees the unit, releases the jail and
+//     drops the node reference. The Device value lives on until its last
+//     reference is gone, answering ENXIO (ErrGone) meanwhile.
+//   - Creations of one unit never fail against each other: while a unit is
+//     being made or its interface is going (jailState.settling), a second
+//     Create of it waits for the outcome; a devfs clone then gets the
+//     device that won.
+//   - An interface renamed to a Reserved name (a cloner's, a standard
+//     device's) gets no alias (reserved.go).
+//   - Errors map to errnos through one table beside the sentinels
+//     (errors.go: Errnos, ErrnoOf).
 //   - The manager registers a jail remove callback that detaches the jail's
 //     cloners and destroys every device cloned there, open or busy ones too.
 //   - Handle.Poll answers at once and truthfully (tunpoll()): readable only
@@ -52,7 +61,8 @@
 // Errors are Go errors wrapping the sentinels of errors.go or a unix.Errno;
 // the fs package turns them into errnos.
 //
-// Lock order: Manager.mu, then Device.mu. Device.readyMu, Device.stashMu,
+// Lock order: Manager.mu, then Device.mu. No lock is held while waiting
+// for a settling unit. Device.readyMu, Device.stashMu,
 // Handle.pollMu and Device.ioc.mu are leaves. Device.stashMu is held across
 // non-blocking reads of the device's fd, so that packets keep their order;
 // no other lock is held while calling into netlink, the kernel's tun driver,

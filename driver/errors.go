@@ -1,9 +1,17 @@
 package driver
 
-import "errors"
+import (
+	"errors"
 
-// Sentinel errors. Wrap them with the operation that failed; fs maps each
-// to the errno FreeBSD or Linux returns in the same situation.
+	"golang.org/x/sys/unix"
+
+	"github.com/tundevfs/tundevfs/ioctls"
+	"github.com/tundevfs/tundevfs/jails"
+)
+
+// Sentinel errors. Wrap them with the operation that failed; Errnos below
+// says which errno the fs package answers for each, the one FreeBSD or
+// Linux returns in the same situation.
 var (
 	// ErrBadName: not a name dev_stdclone() accepts (ENOENT).
 	ErrBadName = errors.New("not a tun/tap/vmnet device name")
@@ -11,11 +19,16 @@ var (
 	ErrUnitRange = errors.New("unit out of range")
 	// ErrNoUnits: every unit is taken (ENOSPC).
 	ErrNoUnits = errors.New("no free unit")
-	// ErrNameTaken: an interface of that name exists already (EEXIST).
+	// ErrNameTaken: an interface of that name exists already, one
+	// tundevfs did not make (ENOENT through a lookup: tunclone() makes
+	// nothing; ifconfig reports the text).
 	ErrNameTaken = errors.New("interface name in use")
-	// ErrExists: the device exists already (EEXIST).
+	// ErrExists: the unit is taken (ENOENT through a lookup, where it
+	// means another jail sharing the namespace holds it; ifconfig create
+	// reports the text, EEXIST on FreeBSD).
 	ErrExists = errors.New("device exists")
-	// ErrNoDevice: no such device (ENXIO on FreeBSD's ifconfig destroy).
+	// ErrNoDevice: no such device (ENOENT through the filesystem;
+	// ifconfig destroy reports the text, ENXIO on FreeBSD).
 	ErrNoDevice = errors.New("no such device")
 	// ErrLimit: the jail's device limit is reached (ENOSPC).
 	ErrLimit = errors.New("device limit reached")
@@ -54,4 +67,80 @@ var (
 	// ErrPerm: the caller lacks the privilege a request needs (EPERM,
 	// TUNSTRANSIENT's PRIV_NET_IFDESTROY).
 	ErrPerm = errors.New("operation not permitted")
+	// ErrPageCache: a read the kernel made for its page cache (a page
+	// fault of a private mapping, readahead) rather than for read(2); a
+	// device has no pages (EIO, so the fault is SIGBUS and no packet is
+	// consumed; FreeBSD's tun has no d_mmap).
+	ErrPageCache = errors.New("page-cache read of a device")
 )
+
+// ErrnoRow is one row of an errno table: the errno the filesystem answers
+// for an error that wraps Err.
+type ErrnoRow struct {
+	Err   error
+	Errno unix.Errno
+}
+
+// Errnos is the driver's errno table, read by the fs package's errno
+// boundary (fs.errno) in this order: the first row whose Err the error
+// wraps decides. Every exported Err* of this package, and of jails and
+// ioctls, whose errors reach the filesystem through the driver, has a row
+// (TestErrnoTable fails otherwise): a sentinel without one would silently
+// become EIO.
+var Errnos = []ErrnoRow{
+	{ErrWouldBlock, unix.EAGAIN},
+	{ErrInterrupted, unix.EINTR},
+	{ErrBusy, unix.EBUSY},
+	{ErrGone, unix.ENXIO},
+	{ErrDetached, unix.ENXIO},
+	{ErrNotOpen, unix.EBADF},
+	{ErrTooBig, unix.EIO}, // tunwrite(): EIO, deliberately
+	{ErrPageCache, unix.EIO},
+	{ErrBadName, unix.ENOENT},
+	{ErrUnitRange, unix.ENOENT},
+	{ErrNameTaken, unix.ENOENT},
+	{ErrExists, unix.ENOENT},
+	{ErrNoDevice, unix.ENOENT},
+	{ErrLimit, unix.ENOSPC},
+	{ErrNoUnits, unix.ENOSPC},
+	{ErrNoIoctl, unix.ENOTTY},
+	{ErrInvalid, unix.EINVAL},
+	{ErrIfUp, unix.EBUSY},
+	{ErrWrongType, unix.EPROTOTYPE},
+	{ErrNoFamily, unix.EAFNOSUPPORT},
+	{ErrShort, unix.ENOBUFS},
+	{ErrPerm, unix.EPERM},
+
+	// ioctls: an argument the decoder refuses.
+	{ioctls.ErrBadValue, unix.EINVAL},
+	{ioctls.ErrUnknownRequest, unix.ENOTTY},
+
+	// jails: a jail going away under a request (its namespace too).
+	{jails.ErrDying, unix.ENXIO},
+	{jails.ErrRegistry, unix.ENXIO},
+	{jails.ErrNotFound, unix.ENXIO},
+	{jails.ErrNotNetns, unix.ENXIO},
+	{jails.ErrHost, unix.EPERM},
+	{jails.ErrExists, unix.EEXIST},
+	{jails.ErrBadName, unix.EINVAL},
+}
+
+// ErrnoOf returns the errno of the first row, in tables and then in
+// Errnos, whose sentinel err wraps; ok is false when none does.
+func ErrnoOf(err error, tables ...[]ErrnoRow) (errno unix.Errno, ok bool) {
+	for _, t := range tables {
+		if errno, ok := lookupErrno(err, t); ok {
+			return errno, true
+		}
+	}
+	return lookupErrno(err, Errnos)
+}
+
+func lookupErrno(err error, table []ErrnoRow) (unix.Errno, bool) {
+	for _, r := range table {
+		if errors.Is(err, r.Err) {
+			return r.Errno, true
+		}
+	}
+	return 0, false
+}

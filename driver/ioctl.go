@@ -37,6 +37,8 @@ const (
 // Limits of the ioctl arguments.
 const (
 	minMTU       = 72     // if.c: ifhwioctl() refuses a smaller SIOCSIFMTU
+	etherHdrLen  = 14     // ETHER_HDR_LEN
+	vlanTagLen   = 4      // ETHER_VLAN_ENCAP_LEN
 	vmioFlagMask = 0x0fff // TUN_VMIO_FLAG_MASK
 )
 
@@ -70,8 +72,8 @@ func (s *ioctlState) setMode(set, clear uint32) {
 	s.mode.Store(s.mode.Load()&^clear | set)
 }
 
-// modeNames describes the modes for status output.
-func (d *Device) modeNames() []string {
+// modeNamesLocked describes the modes for status output. d.mu is held (Info).
+func (d *Device) modeNamesLocked() []string {
 	var out []string
 	m := d.ioc.mode.Load()
 	for _, b := range []struct {
@@ -85,6 +87,9 @@ func (d *Device) modeNames() []string {
 	if v := d.ioc.vhdr.Load(); v != 0 {
 		out = append(out, fmt.Sprintf("vnethdr=%d", v))
 	}
+	if d.aliasRefusedLocked() {
+		out = append(out, "alias-refused")
+	}
 	d.ioc.mu.Lock()
 	switch d.ioc.ifmode &^ unix.IFF_MULTICAST {
 	case unix.IFF_POINTOPOINT:
@@ -94,6 +99,18 @@ func (d *Device) modeNames() []string {
 	}
 	d.ioc.mu.Unlock()
 	return out
+}
+
+// maxMTU is the largest MTU TUNSIFINFO sets: the largest packet it lets
+// the kernel hand a reader fits a write (mru): MRU for a tun, whose
+// packets are bare IP, and for a tap MRU less an Ethernet header with a
+// VLAN tag. The framing either side adds (IFHEAD, the virtio-net header)
+// the write limit allows for.
+func (d *Device) maxMTU() int {
+	if d.drv.IsL2() {
+		return MRU - etherHdrLen - vlanTagLen
+	}
+	return MRU
 }
 
 // ifType is the if_type TUNGIFINFO reports (if_tuntap.c: tuncreate()).
@@ -325,8 +342,9 @@ func (h *Handle) SetPID(pid int) error {
 
 // SetInfo sets MTU and baudrate (TUNSIFINFO). The type must be the
 // interface's own (ErrWrongType). A changed MTU is set on the Linux
-// interface; below 72 it is ErrInvalid as in ifhwioctl(), and Linux's own
-// limits answer for the rest.
+// interface; below 72 it is ErrInvalid as in ifhwioctl(), and so is one
+// above maxMTU: every packet a reader gets must be one a write may carry
+// back (one limit for both directions).
 func (h *Handle) SetInfo(ti ioctls.TunInfo) error {
 	return h.do("TUNSIFINFO", func(d *Device) error {
 		if ti.Type != d.ifType() {
@@ -339,6 +357,9 @@ func (h *Handle) SetInfo(ti ioctls.TunInfo) error {
 		if l.Attrs().MTU != int(ti.MTU) {
 			if ti.MTU < minMTU {
 				return fmt.Errorf("mtu %d: %w", ti.MTU, ErrInvalid)
+			}
+			if int(ti.MTU) > d.maxMTU() {
+				return fmt.Errorf("mtu %d: above %d, the largest whose packets a write carries back: %w", ti.MTU, d.maxMTU(), ErrInvalid)
 			}
 			if err := d.js.nl.LinkSetMTU(l, int(ti.MTU)); err != nil {
 				return fmt.Errorf("set mtu %d: %w", ti.MTU, err)

@@ -77,7 +77,12 @@ type jailState struct {
 	// the rename watcher, which looks up every RTM_NEWLINK of the
 	// namespace (each clone makes some).
 	byIndex map[int]*Device
-	limit   int
+	// settling holds the node names whose device is being made (create)
+	// or whose interface is going away (Destroy, after the device left
+	// devices); the channel is closed when that is over, so that a racing
+	// creation of the same unit waits for the outcome instead of failing.
+	settling map[string]chan struct{}
+	limit    int
 }
 
 type unitKey struct {
@@ -167,7 +172,10 @@ func (m *Manager) jailStateLocked(j *jails.Jail) (*jailState, error) {
 	if err != nil {
 		return nil, err
 	}
-	js := &jailState{jail: j, nl: nl, devices: make(map[string]*Device), byIfName: make(map[string]*Device), byIndex: make(map[int]*Device), limit: DefaultDeviceLimit}
+	js := &jailState{
+		jail: j, nl: nl, devices: make(map[string]*Device), byIfName: make(map[string]*Device),
+		byIndex: make(map[int]*Device), settling: make(map[string]chan struct{}), limit: DefaultDeviceLimit,
+	}
 	if js.watch, err = startRenameWatch(m, js); err != nil {
 		nl.Close()
 		return nil, err
@@ -212,8 +220,18 @@ func (m *Manager) emit(j *jails.Jail, ev Event) {
 	}
 }
 
-// Lookup finds a live device of jail j by node name or interface name.
+// Lookup finds a live device of jail j by node name or interface name, the
+// name of an alias; a Reserved name is no alias.
 func (m *Manager) Lookup(j *jails.Jail, name string) *Device {
+	return m.lookup(j, name, false)
+}
+
+// lookup is Lookup; with reserved, interface names that may not be
+// aliases count too.
+func (m *Manager) lookup(j *jails.Jail, name string, reserved bool) *Device {
+	if !reserved && ByName(name) != nil {
+		return nil // the hot path of every clone: no map, no lock
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	js, ok := m.jails[j]
@@ -226,6 +244,9 @@ func (m *Manager) Lookup(j *jails.Jail, name string) *Device {
 	// The name is recorded before the index follows it (syncName): a
 	// device caught in between answers by its recorded name, as it would
 	// to a scan.
+	if !reserved && reservedNames[name] {
+		return nil
+	}
 	if d, ok := js.byIfName[name]; ok && d.Name() == name {
 		return d
 	}
@@ -315,7 +336,10 @@ func (m *Manager) UnitsInUse() int {
 
 // Create makes a device of drv in jail j: unit -1 takes the lowest free
 // unit whose name is not taken, any other unit exactly that one. With
-// DevfsClone the device comes back holding one RefClone reference.
+// DevfsClone the device comes back holding one RefClone reference. A unit
+// that a racing creation is making is waited for: a devfs clone then gets
+// the device that won, as a lookup would have, and ifconfig create
+// ErrExists; a unit another jail in the same namespace holds is ErrExists.
 func (m *Manager) Create(j *jails.Jail, drv *Driver, unit int, origin Origin, owner Owner) (*Device, error) {
 	if unit > MaxUnit || unit < -1 {
 		return nil, fmt.Errorf("create %s%d: %w", drv.Name, unit, ErrUnitRange)
@@ -323,16 +347,19 @@ func (m *Manager) Create(j *jails.Jail, drv *Driver, unit int, origin Origin, ow
 	if err := j.Hold(); err != nil {
 		return nil, fmt.Errorf("create %s: %w", drv.Name, ErrDetached)
 	}
-	d, err := m.create(j, drv, unit, origin, owner)
-	if err != nil {
+	d, made, err := m.create(j, drv, unit, origin, owner)
+	if err != nil || !made {
+		// A device that won a race holds its own hold on the jail.
 		j.Release()
-		return nil, err
+		return d, err
 	}
 	m.emit(j, Event{Kind: Created, Device: d, Name: d.DevName()})
 	return d, nil
 }
 
-func (m *Manager) create(j *jails.Jail, drv *Driver, unit int, origin Origin, owner Owner) (*Device, error) {
+// create makes the device, or for a devfs clone of a unit that a racing
+// creation made first returns that one (made false).
+func (m *Manager) create(j *jails.Jail, drv *Driver, unit int, origin Origin, owner Owner) (d *Device, made bool, err error) {
 	what := drv.Name
 	if unit >= 0 {
 		what = drv.UnitName(unit)
@@ -343,11 +370,7 @@ func (m *Manager) create(j *jails.Jail, drv *Driver, unit int, origin Origin, ow
 		js, err := m.jailStateLocked(j)
 		if err != nil {
 			m.mu.Unlock()
-			return nil, fmt.Errorf("create %s in jail %s: %w", what, j.Name(), err)
-		}
-		if len(js.devices) >= js.limit {
-			m.mu.Unlock()
-			return nil, fmt.Errorf("create %s in jail %s: %w (%d devices)", what, j.Name(), ErrLimit, js.limit)
+			return nil, false, fmt.Errorf("create %s in jail %s: %w", what, j.Name(), err)
 		}
 		key := unitKey{drv, j.Netns().Ino()}
 		us := m.units[key]
@@ -356,33 +379,65 @@ func (m *Manager) create(j *jails.Jail, drv *Driver, unit int, origin Origin, ow
 			m.units[key] = us
 		}
 		u := unit
+		if u >= 0 {
+			name := drv.UnitName(u)
+			if d := js.devices[name]; d != nil {
+				// A racing creation won: a devfs clone gets its
+				// device, as a lookup would have.
+				won := origin == DevfsClone && d.refIfAlive(RefClone)
+				m.mu.Unlock()
+				if won {
+					return d, false, nil
+				}
+				return nil, false, fmt.Errorf("create %s in jail %s: %w", what, j.Name(), ErrExists)
+			}
+			if ch := js.settling[name]; ch != nil {
+				// Being made or destroyed right now: wait for the
+				// outcome and look again.
+				m.mu.Unlock()
+				<-ch
+				continue
+			}
+		}
+		if len(js.devices) >= js.limit {
+			m.mu.Unlock()
+			return nil, false, fmt.Errorf("create %s in jail %s: %w (%d devices)", what, j.Name(), ErrLimit, js.limit)
+		}
 		if u < 0 {
 			u = us.lowestFreeFrom(from)
 			if u < 0 {
 				m.mu.Unlock()
-				return nil, fmt.Errorf("create %s in jail %s: %w", what, j.Name(), ErrNoUnits)
+				return nil, false, fmt.Errorf("create %s in jail %s: %w", what, j.Name(), ErrNoUnits)
 			}
 		} else if us.inUse(u) {
+			// Another jail in the same namespace has the unit.
 			m.mu.Unlock()
-			return nil, fmt.Errorf("create %s in jail %s: %w", what, j.Name(), ErrExists)
+			return nil, false, fmt.Errorf("create %s in jail %s: %w (another jail sharing the namespace has it)", what, j.Name(), ErrExists)
 		}
 		us.set(u)
+		name := drv.UnitName(u)
+		settled := make(chan struct{})
+		js.settling[name] = settled
 		m.mu.Unlock()
 
-		d, err := m.newDevice(j, js, drv, u, origin, owner)
-		if err == nil {
-			return d, nil
-		}
+		d, err = m.newDevice(j, js, drv, u, origin, owner)
 		m.mu.Lock()
-		us.clear(u)
+		delete(js.settling, name)
+		close(settled)
+		if err != nil {
+			us.clear(u)
+		}
 		m.mu.Unlock()
+		if err == nil {
+			return d, true, nil
+		}
 		if unit < 0 && errors.Is(err, ErrNameTaken) {
 			// A foreign interface holds the name: skip it, as the bare
 			// name never adopts one.
 			from = u + 1
 			continue
 		}
-		return nil, err
+		return nil, false, err
 	}
 }
 
@@ -447,7 +502,10 @@ func (m *Manager) DestroyByName(j *jails.Jail, name string) error {
 }
 
 // Destroy destroys a device (tun_destroy): dying, readers woken, in-flight
-// operations waited for, fd closed, unit freed, jail released, node gone.
+// operations waited for, node unlisted (the Destroyed event, on which the
+// filesystem drops the kernel's entries), fd closed, unit freed, jail
+// released. The node goes before the interface, whose teardown is the
+// slow part, so that no directory lists a device whose interface is gone.
 // Destroying a device that is already dying waits for that destroy.
 func (m *Manager) Destroy(d *Device) error {
 	d.mu.Lock()
@@ -471,18 +529,32 @@ func (m *Manager) Destroy(d *Device) error {
 		h.stopWatch()
 		h.notifyPoll() // pollers see the device gone, as readers do
 	}
-	err := d.file.Close()
-
+	// Unlist: listeners invalidate the kernel's entries now, while the
+	// device is still in devices (dying: lookups find no node, readdir
+	// skips it, and nothing waits on it).
+	m.emit(d.jail, Event{Kind: Destroyed, Device: d, Name: d.DevName(), Alias: d.alias()})
+	name := d.DevName()
+	settled := make(chan struct{})
+	js := d.js
 	m.mu.Lock()
-	key := unitKey{d.drv, d.jail.Netns().Ino()}
-	m.units[key].clear(d.unit)
-	if js := m.jails[d.jail]; js != nil && js.devices[d.DevName()] == d {
-		delete(js.devices, d.DevName())
+	if js.devices[name] == d {
+		delete(js.devices, name)
 		if js.byIndex[d.ifindex] == d {
 			delete(js.byIndex, d.ifindex)
 		}
 		m.unindexNameLocked(js, d)
 	}
+	js.settling[name] = settled
+	m.mu.Unlock()
+
+	err := d.file.Close() // the interface goes
+
+	m.mu.Lock()
+	m.units[unitKey{d.drv, d.jail.Netns().Ino()}].clear(d.unit)
+	if js.settling[name] == settled {
+		delete(js.settling, name)
+	}
+	close(settled)
 	m.mu.Unlock()
 
 	d.mu.Lock()
@@ -490,7 +562,6 @@ func (m *Manager) Destroy(d *Device) error {
 	d.idle.Broadcast()
 	d.mu.Unlock()
 	d.jail.Release()
-	m.emit(d.jail, Event{Kind: Destroyed, Device: d, Name: d.DevName(), Alias: d.alias()})
 	d.Rel(RefNode)
 	if err != nil {
 		return fmt.Errorf("destroy %s: close: %w", d.DevName(), err)

@@ -171,9 +171,10 @@ func (w *renameWatch) announce(d *Device) {
 	w.m.emit(w.js.jail, Event{Kind: Renamed, Device: d, Name: d.DevName(), Alias: cur, OldAlias: prev})
 }
 
-// alias is the interface's name when it is not the node name, else "".
+// alias is the interface's name when it is not the node name and may be
+// an alias (Reserved), else "".
 func (d *Device) alias() string {
-	if name := d.Name(); name != d.DevName() {
+	if name := d.Name(); name != d.DevName() && !Reserved(name) {
 		return name
 	}
 	return ""
@@ -187,21 +188,26 @@ func (m *Manager) deviceByIndex(js *jailState, index int) *Device {
 }
 
 // Resolve finds a live device of jail j by node name or interface name, as
-// Lookup does, or else as ResolveRenamed does.
+// Lookup does, or else as ResolveRenamed does, for ifconfig: a name that
+// may not be an alias (Reserved) still names its interface here.
 func (m *Manager) Resolve(j *jails.Jail, name string) *Device {
-	if d := m.Lookup(j, name); d != nil {
+	if d := m.lookup(j, name, true); d != nil {
 		return d
 	}
-	return m.ResolveRenamed(j, name)
+	return m.resolveRenamed(j, name, true)
 }
 
 // ResolveRenamed asks the kernel whether name is the new name of one of
 // jail j's interfaces, renamed so recently that the watcher has not seen it
 // yet, and if so records the name and returns the device. It costs a
 // netlink round trip and emits no event, so it may run inside a FUSE
-// request.
+// request. A Reserved name is never resolved: it is no alias.
 func (m *Manager) ResolveRenamed(j *jails.Jail, name string) *Device {
-	if name == "" || len(name) > IfNameMax {
+	return m.resolveRenamed(j, name, false)
+}
+
+func (m *Manager) resolveRenamed(j *jails.Jail, name string, reserved bool) *Device {
+	if name == "" || len(name) > IfNameMax || (!reserved && Reserved(name)) {
 		return nil
 	}
 	m.mu.Lock()

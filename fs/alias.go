@@ -57,7 +57,8 @@ func (fs *Mount) replyAlias(d *driver.Device, out *fuse.EntryOut) fuse.Status {
 }
 
 // aliasEntries lists the aliases for readdir. An alias whose name is some
-// device's node name is shadowed by that node and not listed.
+// device's node name is shadowed by that node and not listed, nor a
+// reserved name (driver.Reserved), which is never an alias.
 func aliasEntries(devs []*driver.Device) []fuse.DirEntry {
 	nodes := make(map[string]bool, len(devs))
 	for _, d := range devs {
@@ -65,7 +66,7 @@ func aliasEntries(devs []*driver.Device) []fuse.DirEntry {
 	}
 	var out []fuse.DirEntry
 	for _, d := range devs {
-		if name := d.Name(); name != d.DevName() && !nodes[name] {
+		if name := d.Name(); name != d.DevName() && !nodes[name] && !driver.Reserved(name) {
 			out = append(out, fuse.DirEntry{Name: name, Mode: syscall.S_IFLNK, Ino: aliasID(d)})
 		}
 	}

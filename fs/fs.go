@@ -16,8 +16,9 @@
 //   - The kernel's lookups of a device node are counted on the device
 //     (driver.RefKernel), one per lookup and dropped by FORGET; a devfs clone's
 //     RefClone is given up before the lookup replies.
-//   - A destroyed device's entry is invalidated in the kernel before Destroy
-//     returns, so no ghost shows in a later ls or stat.
+//   - A destroyed device's entry is invalidated in the kernel before its
+//     interface goes (driver.Destroyed comes first), and readdir skips
+//     dying devices, so no listing shows a device whose interface is gone.
 //   - Device files are opened with FOPEN_DIRECT_IO|FOPEN_STREAM: one packet
 //     per read and write, and a write never waits behind a blocked read;
 //     with FOPEN_PARALLEL_DIRECT_WRITES, nor behind another write.
@@ -39,11 +40,25 @@
 //     devices, which the kernel opens itself, and is made without nodev
 //     (stddev.go).
 //   - In batch mode (TUNSBATCH) reads and writes go to the driver's batch
-//     calls: many packets per FUSE request.
+//     calls: many packets per FUSE request. A request carries up to 17
+//     pages (maxRequest), so a batch of up to 64 KiB is one request
+//     wherever its buffer starts.
 //   - With Options.PerNetns the mount is the shared one of containers: each
 //     caller sees the jail on its own network namespace, nothing is cached
 //     by the kernel, and an open reaches only the caller's jail's devices
 //     (pernetns.go).
+//   - Only read(2) reaches a device: the kernel's page-cache READs (a
+//     fault of a private mapping, readahead) get EIO at once (Read), so an
+//     mmap of a device never waits for a packet nor consumes one; a shared
+//     mapping is ENODEV (the kernel's, for FOPEN_DIRECT_IO). A reply never
+//     fills a READ the kernel may have cut from a larger read(2), so it
+//     never asks for more and never glues packets together.
+//   - The namespace calls (mkdir, mknod, exclusive create, rename, link,
+//     unlink, rmdir, symlink) are refused as devfs refuses them, and the
+//     lookup before each makes no device (ops.go, intent_linux.go).
+//   - Unmount with open files closes them first: blocked reads end with
+//     ENXIO, as on destroy, and close(2) sends nothing (FOPEN_NOFLUSH), so
+//     it is clean even once the connection is gone.
 //
 // Lock order: Mount.mu, then driver locks (driver.Device.mu). Mount.mu is
 // never held while calling the clone handlers, the kernel (notify) or
@@ -66,7 +81,6 @@ import (
 
 	"github.com/tundevfs/tundevfs/clonehandler"
 	"github.com/tundevfs/tundevfs/driver"
-	"github.com/tundevfs/tundevfs/ioctls"
 	"github.com/tundevfs/tundevfs/jails"
 )
 
@@ -137,6 +151,9 @@ type Mount struct {
 	dirs    map[uint64][]fuse.DirEntry
 	nextFh  uint64
 	closed  bool
+	// revoked: Unmount has closed the open files (every handle is gone
+	// from handles); requests on them answer ENXIO.
+	revoked bool
 }
 
 // MountDir mounts the device directory of jail j at dir and serves it. It
@@ -189,7 +206,7 @@ func MountDir(m *driver.Manager, clones *clonehandler.Registry, j *jails.Jail, d
 		DisableXAttrs:      true,
 		DisableReadDirPlus: true,
 		DisableSplice:      true,
-		MaxWrite:           64 << 10,
+		MaxWrite:           maxRequest,
 		DirectMountFlags:   mountFlags(opts),
 		// POLL goes to Mount.Poll; without it go-fuse's poll hack
 		// switches poll off for the mount and every file looks
@@ -252,8 +269,11 @@ func (fs *Mount) Unmount() error {
 	}
 	// Not go-fuse's Server.Unmount: it retries EBUSY with a backoff and
 	// then waits for the connection without a limit. Open files keep the
-	// mount busy: detach it instead.
+	// mount busy: close them as the end of the mount would (blocked
+	// readers get ENXIO, as on destroy, while the connection still
+	// answers) and detach it.
 	if err := unix.Unmount(fs.dir, 0); err != nil {
+		fs.revoke()
 		if derr := unix.Unmount(fs.dir, unix.MNT_DETACH); derr != nil && !errors.Is(derr, unix.EINVAL) {
 			return fmt.Errorf("unmount %s: %w", fs.dir, derr)
 		}
@@ -275,6 +295,21 @@ func (fs *Mount) Unmount() error {
 		return nil
 	case <-time.After(10 * time.Second):
 		return fmt.Errorf("unmount %s: the FUSE connection did not end", fs.dir)
+	}
+}
+
+// revoke closes every open file of the mount: their blocked requests
+// return ENXIO, and later ones find no handle and answer ENXIO too. A
+// close(2) then sends no request (FOPEN_NOFLUSH), so it is clean even
+// after the connection is gone.
+func (fs *Mount) revoke() {
+	fs.mu.Lock()
+	fs.revoked = true
+	handles := fs.handles
+	fs.handles = map[uint64]*driver.Handle{}
+	fs.mu.Unlock()
+	for _, h := range handles {
+		h.Close()
 	}
 }
 
@@ -327,47 +362,19 @@ func (fs *Mount) onEvent(ev driver.Event) {
 }
 
 // errno turns an error from below into the errno a FreeBSD or Linux caller
-// expects. This is the only place where errors become errnos.
+// expects. This is the only place where errors become errnos: the
+// sentinels' errnos come from the tables beside them (clonehandler.Errnos,
+// driver.Errnos), an errno from the kernel passes through, and anything
+// else is EIO.
 func errno(err error) fuse.Status {
 	if err == nil {
 		return fuse.OK
 	}
+	if e, ok := driver.ErrnoOf(err, clonehandler.Errnos); ok {
+		return fuse.Status(e)
+	}
 	var e syscall.Errno
-	switch {
-	case errors.Is(err, driver.ErrBusy):
-		return fuse.Status(syscall.EBUSY)
-	case errors.Is(err, driver.ErrGone), errors.Is(err, driver.ErrDetached):
-		return fuse.Status(syscall.ENXIO)
-	case errors.Is(err, driver.ErrWouldBlock):
-		return fuse.EAGAIN
-	case errors.Is(err, driver.ErrInterrupted):
-		return fuse.EINTR
-	case errors.Is(err, driver.ErrTooBig):
-		return fuse.EIO
-	case errors.Is(err, driver.ErrNotOpen):
-		return fuse.EBADF
-	case errors.Is(err, driver.ErrBadName), errors.Is(err, driver.ErrUnitRange),
-		errors.Is(err, driver.ErrNameTaken), errors.Is(err, driver.ErrNoDevice),
-		errors.Is(err, clonehandler.ErrNoMatch), errors.Is(err, clonehandler.ErrDenied),
-		errors.Is(err, clonehandler.ErrCloningOff):
-		return fuse.ENOENT
-	case errors.Is(err, driver.ErrLimit), errors.Is(err, driver.ErrNoUnits):
-		return fuse.Status(syscall.ENOSPC)
-	case errors.Is(err, driver.ErrNoIoctl):
-		return fuse.Status(syscall.ENOTTY)
-	case errors.Is(err, driver.ErrInvalid), errors.Is(err, ioctls.ErrBadValue):
-		return fuse.EINVAL
-	case errors.Is(err, driver.ErrIfUp):
-		return fuse.Status(syscall.EBUSY)
-	case errors.Is(err, driver.ErrWrongType):
-		return fuse.Status(syscall.EPROTOTYPE)
-	case errors.Is(err, driver.ErrNoFamily):
-		return fuse.Status(syscall.EAFNOSUPPORT)
-	case errors.Is(err, driver.ErrShort):
-		return fuse.Status(syscall.ENOBUFS)
-	case errors.Is(err, driver.ErrPerm):
-		return fuse.EPERM
-	case errors.As(err, &e):
+	if errors.As(err, &e) {
 		return fuse.Status(e)
 	}
 	return fuse.EIO
@@ -392,14 +399,35 @@ func setTimes(a *fuse.Attr, t time.Time) {
 	a.Atimensec, a.Mtimensec, a.Ctimensec = ns, ns, ns
 }
 
+// maxRequest is the largest READ or WRITE one FUSE request carries
+// (MountOptions.MaxWrite, which go-fuse also passes as max_read): 17
+// pages, so that a buffer of up to 64 KiB is one request wherever it
+// starts in a page. The kernel cuts a direct read or write into requests
+// of at most max_pages pages (fs/fuse/file.c: fuse_direct_io,
+// fuse_get_user_pages), and 64 KiB that do not start on a page boundary
+// span 17 pages: with 16, a batch write of 65,520 bytes 3,000 bytes into
+// a page became two requests, the first ending inside a record.
+const maxRequest = 17 * 4096
+
+// splitFloor: a READ request larger than this may be only the first part
+// of a larger read(2) (the kernel cuts one at max_pages pages, so a first
+// part holds more than 16 pages); one of this size or smaller is always
+// the whole rest of it. A reply that fills a request larger than this
+// would make the kernel ask for more (see Read).
+const splitFloor = 16 * 4096
+
 // devSize is the size a device node reports. With
 // FOPEN_PARALLEL_DIRECT_WRITES the kernel runs a direct write under the
 // shared inode lock only when it ends within the file size
 // (fs/fuse/file.c: fuse_dio_wr_exclusive_lock, fuse_io_past_eof); a stream
 // file writes at offset 0, so the size covers the largest write one
-// request carries (MountDir's MaxWrite). An O_APPEND write takes the
-// exclusive lock anyway, and its offset, devSize, stays far from any limit.
-const devSize = 64 << 10
+// request carries (maxRequest). An O_APPEND write takes the exclusive lock
+// anyway, and its offset, devSize, stays far from any limit.
+//
+// The size does not open the page cache: a page-cache READ (a fault of a
+// private mapping, readahead) is refused (see Read), so pages inside it
+// never hold packets.
+const devSize = maxRequest
 
 func setDevAttr(a *fuse.Attr, d *driver.Device) {
 	uid, gid, mode := d.Owner()
@@ -460,6 +488,12 @@ func (fs *Mount) Lookup(cancel <-chan struct{}, h *fuse.InHeader, name string, o
 			return fs.lookupErr(name, err)
 		}
 		return fs.replyLink(name, out)
+	}
+	if createsName(h.Caller.Pid) {
+		// mkdir, mknod, O_CREAT|O_EXCL, rename, link, symlink, unlink
+		// or rmdir of the name: the request that follows is refused
+		// (ops.go), and nothing is made on the way.
+		return fuse.ENOENT
 	}
 	d, err := fs.clones.Clone(req)
 	if err != nil {
@@ -669,7 +703,7 @@ func (fs *Mount) OpenDir(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.Open
 	}
 	var devs []*driver.Device
 	if j := fs.callerJail(&in.InHeader); j != nil {
-		devs = fs.m.Devices(j)
+		devs = slices.DeleteFunc(fs.m.Devices(j), func(d *driver.Device) bool { return !d.Alive() })
 	}
 	for _, d := range devs {
 		entries = append(entries, fuse.DirEntry{Name: d.DevName(), Mode: syscall.S_IFREG, Ino: d.Ino()})
@@ -733,7 +767,7 @@ func (fs *Mount) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut
 		return errno(err)
 	}
 	fs.mu.Lock()
-	if fs.closed {
+	if fs.closed || fs.revoked {
 		fs.mu.Unlock()
 		h.Close()
 		return fuse.Status(syscall.ENXIO)
@@ -744,8 +778,11 @@ func (fs *Mount) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut
 	fs.mu.Unlock()
 	out.Fh = fh
 	// Parallel direct writes: writers of one device do not queue on the
-	// inode lock (see devSize).
-	out.OpenFlags = fuse.FOPEN_DIRECT_IO | fuse.FOPEN_NONSEEKABLE | fuse.FOPEN_STREAM | fuse.FOPEN_PARALLEL_DIRECT_WRITES
+	// inode lock (see devSize). No FLUSH: close(2) has nothing to wait
+	// for (Flush did nothing), saves a round trip, and stays clean after
+	// the mount is gone (Unmount).
+	out.OpenFlags = fuse.FOPEN_DIRECT_IO | fuse.FOPEN_NONSEEKABLE | fuse.FOPEN_STREAM |
+		fuse.FOPEN_PARALLEL_DIRECT_WRITES | fuse.FOPEN_NOFLUSH
 	return fuse.OK
 }
 
@@ -756,10 +793,26 @@ func (fs *Mount) handle(fh uint64) *driver.Handle {
 }
 
 // Read implements fuse.RawFileSystem: one packet per read.
+//
+// Only read(2) reaches a device. The kernel also reads a FUSE file for its
+// page cache: a fault of a private mapping (which fuse_file_mmap allows
+// for FOPEN_DIRECT_IO files) and readahead (readahead(2), fadvise). Those
+// READs come without FUSE_READ_LOCKOWNER, which fuse_direct_io sets on
+// every read(2) (the lock owner is the caller's files table), and get EIO
+// at once: a fault is SIGBUS instead of waiting for a packet and eating it.
+//
+// A reply never fills a READ that may be the first part of a larger
+// read(2) (larger than splitFloor): the kernel would ask for the rest with
+// a second READ, which would block or glue the next packet on. A packet
+// that large (an MTU set behind the device's back, a GSO frame) is cut
+// one byte short instead, as a short buffer cuts it.
 func (fs *Mount) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.ReadResult, fuse.Status) {
 	h := fs.handle(in.Fh)
 	if h == nil {
-		return nil, fuse.EBADF
+		return nil, fs.noHandle()
+	}
+	if in.ReadFlags&fuse.READ_LOCKOWNER == 0 {
+		return nil, errno(driver.ErrPageCache)
 	}
 	if int(in.Size) < len(buf) {
 		buf = buf[:in.Size]
@@ -770,10 +823,13 @@ func (fs *Mount) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse
 	if h.Batch() {
 		n, err = h.ReadBatch(cancel, buf, nonblock)
 	} else {
+		if len(buf) > splitFloor {
+			buf = buf[:len(buf)-1]
+		}
 		n, err = h.Read(cancel, buf, nonblock)
 	}
 	if err != nil {
-		return nil, errno(err)
+		return nil, fs.fileErr(err)
 	}
 	return packetResult(buf[:n]), fuse.OK
 }
@@ -782,7 +838,7 @@ func (fs *Mount) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse
 func (fs *Mount) Write(cancel <-chan struct{}, in *fuse.WriteIn, data []byte) (uint32, fuse.Status) {
 	h := fs.handle(in.Fh)
 	if h == nil {
-		return 0, fuse.EBADF
+		return 0, fs.noHandle()
 	}
 	var n int
 	var err error
@@ -792,7 +848,7 @@ func (fs *Mount) Write(cancel <-chan struct{}, in *fuse.WriteIn, data []byte) (u
 		n, err = h.Write(data)
 	}
 	if err != nil {
-		return 0, errno(err)
+		return 0, fs.fileErr(err)
 	}
 	return uint32(n), fuse.OK
 }

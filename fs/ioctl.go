@@ -35,7 +35,7 @@ func (fs *Mount) Ioctl(cancel <-chan struct{}, in *fuse.IoctlIn, inbuf []byte, o
 		if n := fs.node(in.NodeId); n != nil && n.kind != devNode {
 			return fuse.Status(syscall.ENOTTY)
 		}
-		return fuse.EBADF
+		return fs.noHandle()
 	}
 	io, ok := ioctls.ByNumber(in.Cmd)
 	if !ok {
@@ -66,7 +66,7 @@ func (fs *Mount) Ioctl(cancel <-chan struct{}, in *fuse.IoctlIn, inbuf []byte, o
 	if fs.m.Debug() > 0 {
 		fs.logger.Printf("ioctl %s on %s by pid %d: %v", io.Name, d.DevName(), in.Caller.Pid, err)
 	}
-	return errno(err)
+	return fs.fileErr(err)
 }
 
 // ioctl runs one request on the open device h.

@@ -40,7 +40,7 @@ const pollStandard = unix.POLLIN | unix.POLLPRI | unix.POLLOUT | pollRdNorm |
 func (fs *Mount) Poll(cancel <-chan struct{}, in *fuse.PollIn, out *fuse.PollOut) fuse.Status {
 	h := fs.handle(in.Fh)
 	if h == nil {
-		return fuse.EBADF
+		return fs.noHandle()
 	}
 	events := in.Events
 	if events&pollStandard == 0 {
@@ -57,7 +57,7 @@ func (fs *Mount) Poll(cancel <-chan struct{}, in *fuse.PollIn, out *fuse.PollOut
 		return fuse.OK
 	}
 	if err != nil {
-		return errno(err)
+		return fs.fileErr(err)
 	}
 	if readable {
 		out.Revents |= events & (unix.POLLIN | pollRdNorm)
