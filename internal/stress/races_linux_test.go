@@ -1,6 +1,7 @@
 package stress
 
 import (
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -24,9 +25,9 @@ func TestCloneAfterDestroyRace(t *testing.T) {
 	ns := itest.NewNetns(t)
 	d := itest.StartDaemon(t, ns)
 	host := d.Mount(t, "")
-	n := 1500
-	if testing.Short() {
-		n = 400
+	n := 600 // per loop; the race showed within a few hundred
+	if os.Getenv("STRESS_DURATION") != "" {
+		n = 3000 // make stress
 	}
 	var wg sync.WaitGroup
 	for w := 0; w < 3; w++ {
