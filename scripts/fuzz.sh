@@ -29,27 +29,42 @@ done <<<"$list"
 [ "${#targets[@]}" -gt 0 ] || { echo "fuzz: no fuzz targets found" >&2; exit 1; }
 echo "fuzz: ${#targets[@]} targets, $FUZZTIME each"
 
-failed=()
-summary=()
-log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+# FUZZJOBS targets run at once (default 1); with FUZZPARALLEL=1 and
+# FUZZJOBS=$(nproc) every CPU fuzzes one target.
+jobs=${FUZZJOBS:-1}
+logs=$(mktemp -d)
+trap 'rm -rf "$logs"' EXIT
+i=0
 for t in "${targets[@]}"; do
 	read -r pkg name <<<"$t"
+	while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n; done
 	echo "== $pkg $name"
-	"$GO" test -run '^$' -fuzz "^${name}\$" -fuzztime "$FUZZTIME" "${par[@]}" "$pkg" >"$log" 2>&1
-	rc=$?
+	( "$GO" test -run '^$' -fuzz "^${name}\$" -fuzztime "$FUZZTIME" "${par[@]}" "$pkg" >"$logs/$i.log" 2>&1
+	  echo $? >"$logs/$i.rc" ) &
+	i=$((i + 1))
+done
+wait
+
+failed=()
+summary=()
+i=0
+for t in "${targets[@]}"; do
+	read -r pkg name <<<"$t"
+	log=$logs/$i.log
+	rc=$(cat "$logs/$i.rc" 2>/dev/null || echo 1)
+	i=$((i + 1))
 	execs=$(grep -o 'execs: [0-9]*' "$log" | tail -1 | awk '{print $2}')
 	if [ "$rc" -ne 0 ]; then
+		echo "== $pkg $name"
 		cat "$log"
 		failed+=("$pkg $name")
-		summary+=("$(printf '%-45s %-20s %12s  FOUND A FAILURE' "$pkg" "$name" "${execs:-?}")")
+		summary+=("$(printf '%-45s %-22s %12s  FOUND A FAILURE' "$pkg" "$name" "${execs:-?}")")
 	else
-		tail -3 "$log"
-		summary+=("$(printf '%-45s %-20s %12s  ok' "$pkg" "$name" "${execs:-?}")")
+		summary+=("$(printf '%-45s %-22s %12s  ok' "$pkg" "$name" "${execs:-?}")")
 	fi
 done
 echo
-printf '%-45s %-20s %12s\n' package target executions
+printf '%-45s %-22s %12s\n' package target executions
 printf '%s\n' "${summary[@]}"
 if [ "${#failed[@]}" -gt 0 ]; then
 	echo "fuzz: findings in: ${failed[*]} (inputs saved under each package's testdata/fuzz/)" >&2
