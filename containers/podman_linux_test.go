@@ -378,12 +378,31 @@ func podmanScenario(t *testing.T, e *env, p *pod, recipe ...string) {
 func TestPodmanCDI(t *testing.T) {
 	e := newEnv(t)
 	p := newPod(t)
+	requirePodmanCDI(t)
 	spec, err := exec.Command(e.d.Bin, "--socket", e.d.Socket, "cdi", "--binary", e.d.Bin, "--netns-dev", e.netnsDev).Output()
 	if err != nil {
 		t.Fatalf("tundevfs cdi: %v", err)
 	}
 	installCDISpec(t, spec)
 	podmanScenario(t, e, p, "--device", containers.CDIName)
+}
+
+// requirePodmanCDI skips when podman predates CDI (4.1): the machine's
+// podman, as for a podman that cannot run a container at all.
+func requirePodmanCDI(t *testing.T) {
+	t.Helper()
+	out, err := exec.Command("podman", "version", "--format", "{{.Client.Version}}").Output()
+	if err != nil {
+		t.Fatalf("podman version: %v", err)
+	}
+	v := strings.TrimSpace(string(out))
+	var major, minor int
+	if _, err := fmt.Sscanf(v, "%d.%d", &major, &minor); err != nil {
+		t.Fatalf("podman version %q: %v", v, err)
+	}
+	if major < 4 || major == 4 && minor < 1 {
+		t.Skipf("podman %s has no CDI (--device KIND=NAME needs podman 4.1)", v)
+	}
 }
 
 // TestPodmanHooksD: the README's hooks.d recipe, the file `tundevfs
