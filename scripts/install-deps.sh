@@ -23,6 +23,7 @@ have flock || need+=(util-linux)
 # busybox to build the rootfs from.
 have runc || need+=(runc)
 dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
+have podman || need+=(podman) # the README's podman recipes (containers/podman_linux_test.go)
 
 if [ ${#need[@]} -gt 0 ]; then
 	if [ "$(id -u)" != 0 ]; then
