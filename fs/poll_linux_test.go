@@ -226,6 +226,13 @@ func TestPollIgnoresDroppedPackets(t *testing.T) {
 	e := newEnv(t)
 	l := e.setup(t, "tun", 1)
 	e.ns.Run(t, "ip", "-6", "addr", "add", "fd00:77::1/128", "peer", "fd00:77::2/128", "dev", l.name, "nodad")
+	// The kernel adds the peer's route once IPv6 sees the link ready,
+	// which may come a moment after the address on a loaded machine.
+	if !itest.WaitFor(func() bool {
+		return strings.TrimSpace(e.ns.Run(t, "ip", "-6", "route", "show", "fd00:77::2", "dev", l.name)) != ""
+	}) {
+		t.Fatalf("no route to fd00:77::2 on %s 10s after the address was added", l.name)
+	}
 	var s6 int
 	e.ns.Do(t, func() error {
 		var err error
