@@ -185,7 +185,7 @@ func (d *Daemon) Done() <-chan struct{} { return d.done }
 // MaxConns connections are served at once; more wait in the backlog.
 func (d *Daemon) Serve() {
 	if d.opts.ExitWhenIdle {
-		idle := time.AfterFunc(d.opts.IdleGrace, d.checkIdle)
+		idle := time.AfterFunc(d.opts.IdleGrace, func() { d.checkIdle() })
 		defer idle.Stop()
 	}
 	for {
@@ -251,8 +251,7 @@ func (d *Daemon) serveConn(c *net.UnixConn) {
 			d.active--
 			d.mu.Unlock()
 			if req.Op == "umount" && err == nil {
-				d.checkIdle()
-				d.awaitShutdown()
+				d.awaitShutdown(d.checkIdle())
 			} else {
 				defer d.checkIdle()
 			}
@@ -426,14 +425,15 @@ func (d *Daemon) watchMount(m *fs.Mount, forgotten chan struct{}) {
 	close(forgotten)
 }
 
-// awaitShutdown waits, if the daemon is shutting down (an umount made an
-// ExitWhenIdle daemon idle, or a signal), until every jail, device and
-// mount is gone, for at most shutdownWait.
-func (d *Daemon) awaitShutdown() {
+// awaitShutdown waits, if the daemon is shutting down (started says the
+// caller's checkIdle started it; else a signal or another idleness check
+// may have), until every jail, device and mount is gone, for at most
+// shutdownWait.
+func (d *Daemon) awaitShutdown(started bool) {
 	d.mu.Lock()
 	closed := d.closed
 	d.mu.Unlock()
-	if !closed {
+	if !started && !closed {
 		return
 	}
 	select {
@@ -448,10 +448,10 @@ const shutdownWait = 30 * time.Second
 
 // checkIdle shuts an ExitWhenIdle daemon down when it is idle: no user
 // mount (made or being made), no alive jail but host, no request being
-// handled.
-func (d *Daemon) checkIdle() {
+// handled. It reports whether it started the shutdown.
+func (d *Daemon) checkIdle() bool {
 	if !d.opts.ExitWhenIdle {
-		return
+		return false
 	}
 	d.mu.Lock()
 	idle := !d.closed && d.active == 0
@@ -470,6 +470,7 @@ func (d *Daemon) checkIdle() {
 		d.logger.Printf("idle: no mount, no jail; shutting down")
 		go d.Close()
 	}
+	return idle
 }
 
 // mountAt returns the daemon's mount at dir, or nil. A path that is not
