@@ -8,7 +8,7 @@ GOBIN   := $(shell $(GO) env GOPATH)/bin
 PKGS    := ./...
 TESTFLAGS ?= -count=1 -timeout 30m
 
-.PHONY: all build deps demo test lint bench bench-go fuzz stress clean deb man completions deb-check
+.PHONY: all build deps demo test lint bench bench-go fuzz stress clean deb man completions containers deb-check
 
 all: build
 
@@ -87,12 +87,24 @@ man: $(DIST)/tundevfs
 completions: $(DIST)/tundevfs
 	rm -rf $(DIST)/completions && $(DIST)/tundevfs gen-docs --completions $(DIST)/completions
 
+# The container integration, printed by the binary itself so it never
+# drifts from the code: the CDI spec of tundevfs.dev/tun (validated by the
+# CDI library as it is printed) and the podman/CRI-O hooks.d file, both
+# naming the installed /usr/bin/tundevfs and the default socket and
+# per-netns mount.
+containers: $(DIST)/tundevfs
+	rm -rf $(DIST)/containers && mkdir -p $(DIST)/containers
+	$(DIST)/tundevfs --socket /run/tundevfs/tundevfs.sock cdi --binary /usr/bin/tundevfs \
+	  --netns-dev /run/tundevfs/netns-dev > $(DIST)/containers/tundevfs.dev-tun.json
+	$(DIST)/tundevfs --socket /run/tundevfs/tundevfs.sock oci-hook --hooks-d --binary /usr/bin/tundevfs \
+	  --netns-dev /run/tundevfs/netns-dev > $(DIST)/containers/tundevfs-hooks.json
+
 $(DIST)/changelog.gz: FORCE
 	@mkdir -p $(DIST)
 	printf 'tundevfs (%s) unstable; urgency=medium\n\n  * Built from commit %s.\n\n -- %s  %s\n' \
 	  '$(DEB_VERSION)' '$(GITREV)' '$(MAINT)' "$$(date -u -R -d @$(EPOCH))" | gzip -9n > $@
 
-deb: man completions $(DIST)/changelog.gz
+deb: man completions containers $(DIST)/changelog.gz
 	@mkdir -p bin
 	rm -f bin/tundevfs_*.deb
 	TUNDEVFS_VERSION='$(DEB_VERSION)' SOURCE_DATE_EPOCH=$(EPOCH) \

@@ -11,7 +11,10 @@
 //   - With ExitWhenIdle the daemon shuts down once it is idle: no user
 //     mount, no jail but host, no request in flight. That is checked after
 //     every request, when a mount or a jail goes, and IdleGrace after the
-//     start (a daemon nobody talks to goes too).
+//     start (a daemon nobody talks to goes too). An umount that leaves
+//     such a daemon idle is answered once the shutdown has destroyed every
+//     device and unmounted everything (the client's interfaces are gone
+//     when `tundevfs umount` returns); so is an umount during any shutdown.
 //   - The daemon's files live in its state directory (StateDir: root's,
 //     0700, one per socket path, never reached through a symbolic link);
 //     its mounts are recorded there, and a daemon starting on the same
@@ -78,6 +81,7 @@ type Daemon struct {
 	slots   chan struct{} // one per connection being served (MaxConns)
 
 	done     chan struct{} // closed when shutdown is complete
+	drained  chan struct{} // closed once shutdown has removed every jail, device and mount
 	stopOnce sync.Once
 	conns    sync.WaitGroup
 
@@ -89,6 +93,9 @@ type Daemon struct {
 	owners   map[watchKey]*os.File // pidfds of processes whose exit removes a jail
 	active   int                   // requests being handled (not ping)
 	closed   bool
+	// forgotten: per mount, closed once watchMount is done with it
+	// (forgotten, its idle jail removed, idleness checked).
+	forgotten map[*fs.Mount]chan struct{}
 }
 
 // New starts a daemon: it opens the host namespace and listens on the
@@ -125,18 +132,20 @@ func New(opts Options) (*Daemon, error) {
 		return nil, err
 	}
 	d := &Daemon{
-		opts:     opts,
-		logger:   opts.Logger,
-		jails:    jails.NewRegistry(host, clonehandler.DefaultPolicy()),
-		clones:   &clonehandler.Registry{},
-		ln:       ln,
-		unsock:   unsock,
-		stateFd:  stateFd,
-		slots:    make(chan struct{}, MaxConns),
-		done:     make(chan struct{}),
-		mounts:   make(map[string]*fs.Mount),
-		internal: make(map[string]bool),
-		owners:   make(map[watchKey]*os.File),
+		opts:      opts,
+		logger:    opts.Logger,
+		jails:     jails.NewRegistry(host, clonehandler.DefaultPolicy()),
+		clones:    &clonehandler.Registry{},
+		ln:        ln,
+		unsock:    unsock,
+		stateFd:   stateFd,
+		slots:     make(chan struct{}, MaxConns),
+		done:      make(chan struct{}),
+		drained:   make(chan struct{}),
+		mounts:    make(map[string]*fs.Mount),
+		internal:  make(map[string]bool),
+		forgotten: make(map[*fs.Mount]chan struct{}),
+		owners:    make(map[watchKey]*os.File),
 	}
 	d.devices = driver.NewManager(d.jails, opts.Logger)
 	if err := d.devices.SetLimit(d.jails.Host(), opts.DeviceLimit); err != nil {
@@ -176,7 +185,7 @@ func (d *Daemon) Done() <-chan struct{} { return d.done }
 // MaxConns connections are served at once; more wait in the backlog.
 func (d *Daemon) Serve() {
 	if d.opts.ExitWhenIdle {
-		idle := time.AfterFunc(d.opts.IdleGrace, d.checkIdle)
+		idle := time.AfterFunc(d.opts.IdleGrace, func() { d.checkIdle() })
 		defer idle.Stop()
 	}
 	for {
@@ -241,7 +250,11 @@ func (d *Daemon) serveConn(c *net.UnixConn) {
 			d.mu.Lock()
 			d.active--
 			d.mu.Unlock()
-			defer d.checkIdle()
+			if req.Op == "umount" && err == nil {
+				d.awaitShutdown(d.checkIdle())
+			} else {
+				defer d.checkIdle()
+			}
 		}
 		if err != nil {
 			resp.Error = err.Error()
@@ -383,13 +396,16 @@ func (d *Daemon) mount(j *jails.Jail, dir string, opts fs.Options, internal bool
 		return err
 	}
 	d.mounts[dir] = m
+	forgotten := make(chan struct{})
+	d.forgotten[m] = forgotten
 	d.mu.Unlock()
-	go d.watchMount(m)
+	go d.watchMount(m, forgotten)
 	return nil
 }
 
-// watchMount forgets a mount once it is gone, however it went.
-func (d *Daemon) watchMount(m *fs.Mount) {
+// watchMount forgets a mount once it is gone, however it went, and then
+// closes forgotten.
+func (d *Daemon) watchMount(m *fs.Mount, forgotten chan struct{}) {
 	<-m.Done()
 	d.mu.Lock()
 	internal := d.internal[m.Dir()]
@@ -397,23 +413,48 @@ func (d *Daemon) watchMount(m *fs.Mount) {
 		delete(d.mounts, m.Dir())
 		delete(d.internal, m.Dir())
 	}
+	delete(d.forgotten, m)
 	d.mu.Unlock()
 	if internal {
 		d.removeJexecDir(m.Dir())
 	}
 	d.saveState()
 	if !internal {
-		d.maybeRemoveIdle(m.Jail())
+		if removed := d.maybeRemoveIdle(m.Jail()); removed != nil {
+			<-removed
+		}
 	}
 	d.checkIdle()
+	close(forgotten)
 }
+
+// awaitShutdown waits, if the daemon is shutting down (started says the
+// caller's checkIdle started it; else a signal or another idleness check
+// may have), until every jail, device and mount is gone, for at most
+// shutdownWait.
+func (d *Daemon) awaitShutdown(started bool) {
+	d.mu.Lock()
+	closed := d.closed
+	d.mu.Unlock()
+	if !started && !closed {
+		return
+	}
+	select {
+	case <-d.drained:
+	case <-time.After(shutdownWait):
+		d.logger.Printf("umount: shutdown not finished after %v; answering", shutdownWait)
+	}
+}
+
+// shutdownWait bounds how long an umount answer waits for the shutdown.
+const shutdownWait = 30 * time.Second
 
 // checkIdle shuts an ExitWhenIdle daemon down when it is idle: no user
 // mount (made or being made), no alive jail but host, no request being
-// handled.
-func (d *Daemon) checkIdle() {
+// handled. It reports whether it started the shutdown.
+func (d *Daemon) checkIdle() bool {
 	if !d.opts.ExitWhenIdle {
-		return
+		return false
 	}
 	d.mu.Lock()
 	idle := !d.closed && d.active == 0
@@ -432,6 +473,7 @@ func (d *Daemon) checkIdle() {
 		d.logger.Printf("idle: no mount, no jail; shutting down")
 		go d.Close()
 	}
+	return idle
 }
 
 // mountAt returns the daemon's mount at dir, or nil. A path that is not
@@ -459,7 +501,18 @@ func (d *Daemon) Unmount(dir string) error {
 	if m == nil {
 		return fmt.Errorf("umount %s: not a tundevfs mount of this daemon", dir)
 	}
-	return m.Unmount()
+	d.mu.Lock()
+	forgotten := d.forgotten[m]
+	d.mu.Unlock()
+	if err := m.Unmount(); err != nil {
+		return err
+	}
+	// Done with once the daemon has forgotten it and removed its jail if
+	// that was the jail's last mount, so the caller sees the state after.
+	if forgotten != nil {
+		<-forgotten
+	}
+	return nil
 }
 
 func (d *Daemon) waitMount(dir string) error {
@@ -654,6 +707,7 @@ func (d *Daemon) Close() error {
 		}
 		d.unsock()
 		d.removeState()
+		close(d.drained)
 		// Let answers in flight (the umount that made us idle) reach
 		// their clients before the process exits.
 		flushed := make(chan struct{})

@@ -372,24 +372,29 @@ func (d *Daemon) jailInfo(j *jails.Jail) JailInfo {
 }
 
 // maybeRemoveIdle removes a non-persistent jail whose last mount is gone.
-func (d *Daemon) maybeRemoveIdle(j *jails.Jail) {
+// It returns nil if it does not, else a channel closed once the removal
+// (on a thread of its own) is over.
+func (d *Daemon) maybeRemoveIdle(j *jails.Jail) <-chan struct{} {
 	if j.IsHost() || j.Persist() || j.State() != jails.Alive {
-		return
+		return nil
 	}
 	d.mu.Lock()
 	for dir, m := range d.mounts {
 		if (m == nil || m.Jail() == j) && !d.internal[dir] {
 			d.mu.Unlock()
-			return
+			return nil
 		}
 	}
 	d.mu.Unlock()
 	d.logger.Printf("jail %s: last mount gone; removing it", j.Name())
+	removed := make(chan struct{})
 	go func() {
+		defer close(removed)
 		dedicatedThread()
 		if err := d.jails.Remove(j.Name()); err != nil && !errors.Is(err, jails.ErrNotFound) {
 			d.logger.Printf("jail %s: %v", j.Name(), err)
 		}
 		d.checkIdle()
 	}()
+	return removed
 }

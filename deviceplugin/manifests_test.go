@@ -2,6 +2,7 @@ package deviceplugin
 
 import (
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -10,6 +11,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
+
+	"github.com/tundevfs/tundevfs/daemon"
 )
 
 // decodeStrict decodes a manifest into the Kubernetes API type out as
@@ -38,13 +41,39 @@ func decodeStrict(t *testing.T, path string, out any) {
 
 func container(t *testing.T, spec corev1.PodSpec, name string) corev1.Container {
 	t.Helper()
-	for _, c := range spec.Containers {
+	for _, c := range append(slices.Clone(spec.Containers), spec.InitContainers...) {
 		if c.Name == name {
 			return c
 		}
 	}
 	t.Fatalf("no container %q", name)
 	return corev1.Container{}
+}
+
+// flagValue is the value of --name V or --name=V in args (words), or "".
+func flagValue(args []string, name string) string {
+	for i, a := range args {
+		if a == "--"+name && i+1 < len(args) {
+			return args[i+1]
+		}
+		if v, ok := strings.CutPrefix(a, "--"+name+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// sameOnHost reports whether path is, in c, inside a hostPath volume
+// mounted at the same path as on the node, so that what c writes or
+// names there is at that path on the node too.
+func sameOnHost(spec corev1.PodSpec, c corev1.Container, path string) bool {
+	for _, m := range c.VolumeMounts {
+		h := hostPathOf(spec, m.Name)
+		if h != "" && h == m.MountPath && (path == h || strings.HasPrefix(path, h+"/")) {
+			return true
+		}
+	}
+	return false
 }
 
 func mountOf(c corev1.Container, path string) *corev1.VolumeMount {
@@ -85,8 +114,14 @@ func TestDaemonSetManifest(t *testing.T) {
 	}
 
 	d := container(t, spec, "daemon")
-	if !slices.Equal(d.Command, []string{"/usr/bin/tundevfs", "daemon"}) {
+	if len(d.Command) < 2 || d.Command[0] != "/usr/bin/tundevfs" || d.Command[1] != "daemon" {
 		t.Errorf("daemon command %q", d.Command)
+	}
+	// The shared per-netns mount, the CDI spec's bind source, made by the
+	// daemon inside the Bidirectional /run/tundevfs so the node sees it.
+	netnsDev := flagValue(d.Command, "netns-dev")
+	if netnsDev != daemon.DefaultNetnsDev {
+		t.Errorf("daemon command %q: want --netns-dev %s", d.Command, daemon.DefaultNetnsDev)
 	}
 	if d.SecurityContext == nil || d.SecurityContext.Privileged == nil || !*d.SecurityContext.Privileged {
 		t.Error("the daemon must be privileged (FUSE, tun, setns, Bidirectional propagation)")
@@ -117,6 +152,42 @@ func TestDaemonSetManifest(t *testing.T) {
 	}
 	if mountOf(p, "/run/tundevfs") == nil {
 		t.Error("the device plugin cannot reach the daemon's socket for its health check")
+	}
+
+	// The init container puts the hook binary and the CDI spec on the
+	// node, at paths the node's runtime finds: the binary in a hostPath
+	// at the same path, the spec in the node's /etc/cdi or /var/run/cdi,
+	// naming that binary and the daemon's per-netns mount.
+	in := container(t, spec, "install")
+	if len(spec.InitContainers) != 1 || spec.InitContainers[0].Name != "install" {
+		t.Errorf("want the install step as the only init container")
+	}
+	script := strings.Join(in.Command, " ")
+	words := strings.Fields(script)
+	if !slices.Contains(words, "cdi") {
+		t.Fatalf("install command %q does not run `tundevfs cdi`", in.Command)
+	}
+	bin := flagValue(words, "binary")
+	if !filepath.IsAbs(bin) || !sameOnHost(spec, in, bin) {
+		t.Errorf("cdi --binary %q: not a path of the node's, through a hostPath mounted at the same path", bin)
+	}
+	if !strings.Contains(script, " "+bin+" ") || !strings.Contains(script, "cp /usr/bin/tundevfs ") {
+		t.Errorf("install command %q does not copy /usr/bin/tundevfs to %s", script, bin)
+	}
+	if !strings.Contains(script, "exec "+bin+" cdi") {
+		t.Errorf("install command %q: want the spec written by the copy it names (exec %s cdi)", script, bin)
+	}
+	out := flagValue(words, "output-dir")
+	if out != "/etc/cdi" && out != "/var/run/cdi" {
+		t.Errorf("cdi --output-dir %q: want a CDI directory runtimes read (/etc/cdi, /var/run/cdi)", out)
+	} else if !sameOnHost(spec, in, out) {
+		t.Errorf("cdi --output-dir %s is not the node's %s", out, out)
+	}
+	if nd := flagValue(words, "netns-dev"); nd != "" && nd != netnsDev {
+		t.Errorf("cdi --netns-dev %s, but the daemon mounts %s", nd, netnsDev)
+	}
+	if in.SecurityContext == nil || in.SecurityContext.Privileged != nil && *in.SecurityContext.Privileged {
+		t.Error("the install step needs no privilege: say so in its securityContext")
 	}
 }
 
