@@ -60,6 +60,8 @@ type Daemon struct {
 	clones  *clonehandler.Registry
 	ln      net.Listener
 	unreg   func()
+	fast    *fastpathServer // the fast path's sockets (fastpath_linux.go)
+	unregFP func()
 
 	done     chan struct{} // closed when shutdown is complete
 	stopOnce sync.Once
@@ -114,6 +116,9 @@ func New(opts Options) (*Daemon, error) {
 	// After the driver's callback: devices first, so blocked readers
 	// return, then the mounts.
 	d.unreg = d.jails.RegisterRemove(d.unmountJail)
+	d.fast = newFastpathServer(d)
+	d.unregFP = d.jails.RegisterRemove(d.fast.removeJail)
+	d.fast.addJail(d.jails.Host(), true)
 	if opts.NetnsDev != "" {
 		if err := d.MountPerNetns(opts.NetnsDev); err != nil {
 			d.Close()
@@ -546,6 +551,7 @@ func (d *Daemon) Close() error {
 		d.ln.Close()
 		err = d.jails.Shutdown()
 		d.unreg()
+		d.unregFP()
 		d.devices.Close()
 		// Mounts of no jail left? None should be: every jail's went
 		// with it.

@@ -471,6 +471,7 @@ func (m *Manager) Destroy(d *Device) error {
 		h.stopWatch()
 		h.notifyPoll() // pollers see the device gone, as readers do
 	}
+	d.unregisterHanded() // a handed fd must not keep the interface
 	err := d.file.Close()
 
 	m.mu.Lock()

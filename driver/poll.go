@@ -34,6 +34,9 @@ import (
 // the device is dying and with ErrNotOpen on a closed handle.
 func (h *Handle) Poll(notify func()) (readable bool, err error) {
 	d := h.dev
+	if h.onFastPath() {
+		return false, fmt.Errorf("poll %s: %w", d.DevName(), ErrFastPath)
+	}
 	if err := d.enter(h); err != nil {
 		return false, fmt.Errorf("poll %s: %w", d.DevName(), err)
 	}
@@ -117,7 +120,7 @@ func (d *Device) readRawLocked(buf []byte) (int, error) {
 		d.stash, d.stashLen = nil, 0
 		return n, nil
 	}
-	return unix.Read(d.fd, buf)
+	return readNoWait(d.fd, buf)
 }
 
 // setPoll registers fn as the handle's poll notification, unless the
