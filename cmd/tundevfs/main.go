@@ -55,6 +55,7 @@ func newRootCmd() *cobra.Command {
 		newJexecCmd(g),
 		newJlsCmd(g),
 		newIoctlCmd(),
+		newFastpathCmd(),
 		newOCIHookCmd(g),
 		newCDICmd(g),
 	)
