@@ -131,6 +131,7 @@ func TestFastPathIO(t *testing.T) {
 	}
 	upTun(t, ns, name)
 	echoThrough(t, tunf, tunf, 1)
+	extractQuietly(t, ns, d, tunf)
 	if _, err := dev.Write(itest.ICMPEcho(fpPeer, fpLocal, 77, 2, nil)); !errors.Is(err, unix.EBUSY) {
 		t.Fatalf("write to the device file on the fast path: %v, want EBUSY", err)
 	}
@@ -417,4 +418,72 @@ func fdList(t *testing.T, pid int) string {
 		b.WriteString(e.Name() + " " + target + "\n")
 	}
 	return b.String()
+}
+
+// ctxSwitches sums the context switches of every thread of pid.
+func ctxSwitches(t *testing.T, pid int) int {
+	t.Helper()
+	tasks, err := filepath.Glob("/proc/" + itoa(pid) + "/task/*/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, p := range tasks {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue // a thread that exited
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.HasSuffix(k, "voluntary_ctxt_switches") {
+				var c int
+				for _, ch := range strings.TrimSpace(v) {
+					c = c*10 + int(ch-'0')
+				}
+				n += c
+			}
+		}
+	}
+	return n
+}
+
+// extractQuietly sends packets that the kernel routes into the device and
+// reads them from the handed fd: the daemon must not wake for them (its
+// own registration of the fd with Go's netpoller would, at every packet).
+func extractQuietly(t *testing.T, ns *itest.Netns, d *itest.Daemon, tunf *os.File) {
+	t.Helper()
+	const n = 2000
+	var s int
+	ns.Do(t, func() error {
+		var err error
+		s, err = unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		return err
+	})
+	defer unix.Close(s)
+	pid := d.Status(t).PID
+	before := ctxSwitches(t, pid)
+	buf := make([]byte, 2048)
+	dst := &unix.SockaddrInet4{Port: 7777, Addr: fpPeer.As4()}
+	got := 0
+	tunf.SetReadDeadline(time.Now().Add(20 * time.Second))
+	defer tunf.SetReadDeadline(time.Time{})
+	for i := 0; i < n; i++ {
+		if err := unix.Sendto(s, []byte("quiet"), 0, dst); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			k, err := tunf.Read(buf)
+			if err != nil {
+				t.Fatalf("read from the handed fd after %d packets: %v", got, err)
+			}
+			if itest.UDPPayload(buf[:k], 7777) != nil {
+				got++
+				break
+			}
+		}
+	}
+	after := ctxSwitches(t, pid)
+	t.Logf("daemon context switches while %d packets went to the handed fd: %d", n, after-before)
+	if after-before > n/20 {
+		t.Fatalf("the daemon woke %d times for %d packets read from the handed fd", after-before, n)
+	}
 }

@@ -319,6 +319,7 @@ func (d *Device) Open(pid int) (*Handle, error) {
 	d.mu.Unlock()
 	defer d.exit()
 
+	d.ensureFile() // after a fast path (fastpath.go)
 	// Packets queued while the device was closed are stale: drop them.
 	d.drain()
 	d.openIoctlState()

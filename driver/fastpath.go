@@ -34,6 +34,7 @@ package driver
 import (
 	"errors"
 	"fmt"
+	"os"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -69,9 +70,9 @@ func (h *Handle) FastPath() (int, error) {
 	if err := d.enter(h); err != nil {
 		return -1, fmt.Errorf("fast path %s: %w", d.DevName(), err)
 	}
-	defer d.exit()
 	fd, err := unix.FcntlInt(uintptr(d.fd), unix.F_DUPFD_CLOEXEC, 3)
 	if err != nil {
+		d.exit()
 		return -1, fmt.Errorf("fast path %s: dup: %w", d.DevName(), err)
 	}
 	d.mu.Lock()
@@ -86,7 +87,53 @@ func (h *Handle) FastPath() (int, error) {
 		d.wake()
 		h.notifyPoll()
 	}
+	d.exit()
+	if first {
+		h.detachPoller() // waits for busy 0: after exit
+	}
 	return fd, nil
+}
+
+// detachPoller takes the daemon's fd off Go's netpoller once h is on the
+// fast path: registered, the fd would wake the daemon's netpoller thread
+// at every packet the client's fd is about to read (the wait queue is
+// the file description's, shared with the client). The fd number changes
+// (a duplicate replaces it), so it waits until no operation is in flight.
+// Open registers it again (ensureFile) for the next open file's watcher.
+func (h *Handle) detachPoller() {
+	d := h.dev
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for d.busy > 0 {
+		d.idle.Wait()
+	}
+	if d.state != devAlive || d.open != h || d.file == nil {
+		return
+	}
+	nfd, err := unix.FcntlInt(uintptr(d.fd), unix.F_DUPFD_CLOEXEC, 3)
+	if err != nil {
+		d.m.logf("fast path %s: dup: %v", d.DevName(), err)
+		return
+	}
+	d.file.Close() // EPOLL_CTL_DEL, then close of the old number
+	d.file, d.fd = nil, nfd
+}
+
+// ensureFile registers the daemon's fd with Go's netpoller again after a
+// fast path, for the watcher of a new open file. Callers hold a busy
+// reference, so nothing else changes d.file meanwhile.
+func (d *Device) ensureFile() {
+	if d.file == nil {
+		d.file = os.NewFile(uintptr(d.fd), d.DevName())
+	}
+}
+
+// closeFile closes the daemon's fd, registered with the netpoller or not.
+func (d *Device) closeFile() error {
+	if d.file != nil {
+		return d.file.Close()
+	}
+	return unix.Close(d.fd)
 }
 
 // OnFastPath reports whether the device's open file is on the fast path.

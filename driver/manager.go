@@ -472,7 +472,7 @@ func (m *Manager) Destroy(d *Device) error {
 		h.notifyPoll() // pollers see the device gone, as readers do
 	}
 	d.unregisterHanded() // a handed fd must not keep the interface
-	err := d.file.Close()
+	err := d.closeFile()
 
 	m.mu.Lock()
 	key := unitKey{d.drv, d.jail.Netns().Ino()}
