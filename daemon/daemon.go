@@ -12,9 +12,12 @@
 //   - With NetnsDev the daemon mounts the shared per-netns device directory
 //     there at start (pernetns.go), the source of containers' bind mounts;
 //     it is a user mount and goes at shutdown.
+//   - Every network namespace with a jail has the fast path's abstract
+//     socket (fastpath_linux.go), closed with the last jail on it.
 //
 // Lock order: Daemon.mu, then anything below (jails, driver, fs). Daemon.mu
-// is never held while unmounting or removing a jail.
+// is never held while unmounting or removing a jail. fastpathServer.mu is
+// never held with Daemon.mu.
 package daemon
 
 import (
