@@ -487,3 +487,32 @@ func extractQuietly(t *testing.T, ns *itest.Netns, d *itest.Daemon, tunf *os.Fil
 		t.Fatalf("the daemon woke %d times for %d packets read from the handed fd", after-before, n)
 	}
 }
+
+// TestFastPathTwoDaemons: two daemons in one namespace take the names
+// @tundevfs/fastpath and @tundevfs/fastpath.1; a client finds the one
+// that knows its device file (the other says ENODEV), and a file of the
+// other daemon's mount is refused by each.
+func TestFastPathTwoDaemons(t *testing.T) {
+	ns, d1 := newDaemon(t)
+	d2 := itest.StartDaemon(t, ns)
+	dir1, dir2 := d1.Mount(t, ""), d2.Mount(t, "")
+	for i, dir := range []string{dir1, dir2} {
+		dev := openDev(t, dir, "tun", os.O_RDWR)
+		name := devName(t, dev)
+		tunf, err := fastFD(t, ns, dev)
+		if err != nil {
+			t.Fatalf("daemon %d: FastFD: %v", i+1, err)
+		}
+		if tunf.Name() != name {
+			t.Fatalf("daemon %d: handed fd of %q, device %q", i+1, tunf.Name(), name)
+		}
+		tunf.Close()
+	}
+	// Both on the fast path, each through its own daemon.
+	for i, d := range []*itest.Daemon{d1, d2} {
+		st := d.Status(t)
+		if len(st.Devices) != 1 || !st.Devices[0].FastPath {
+			t.Fatalf("daemon %d: %+v", i+1, st.Devices)
+		}
+	}
+}
