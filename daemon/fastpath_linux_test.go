@@ -516,3 +516,49 @@ func TestFastPathTwoDaemons(t *testing.T) {
 		}
 	}
 }
+
+// TestFastPathSquatter: an unprivileged process that bound the abstract
+// name before the daemon gets no device file; the client goes on to the
+// daemon's name and gets its TUN fd.
+func TestFastPathSquatter(t *testing.T) {
+	itest.RequirePrivileged(t)
+	ns := itest.NewNetns(t)
+	sq := -1
+	ns.Do(t, func() error {
+		// uid 1000 on this thread only, while the socket is made.
+		if err := unix.Setresuid(-1, 1000, -1); err != nil {
+			return err
+		}
+		defer unix.Setresuid(-1, 0, -1)
+		s, err := unix.Socket(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+		if err != nil {
+			return err
+		}
+		if err := unix.Bind(s, &unix.SockaddrUnix{Name: fastpath.SocketName}); err != nil {
+			unix.Close(s)
+			return err
+		}
+		sq = s
+		return unix.Listen(s, 8)
+	})
+	defer unix.Close(sq)
+	d := itest.StartDaemon(t, ns)
+	dir := d.Mount(t, "")
+	dev := openDev(t, dir, "tun", os.O_RDWR)
+	tunf, err := fastFD(t, ns, dev)
+	if err != nil {
+		t.Fatalf("FastFD with a squatter on %s: %v", fastpath.SocketName, err)
+	}
+	tunf.Close()
+	// The squatter was connected to, and got nothing.
+	c, _, err := unix.Accept4(sq, unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK)
+	if err != nil {
+		t.Fatalf("the client did not even connect to the squatter: %v", err)
+	}
+	defer unix.Close(c)
+	oob := make([]byte, unix.CmsgSpace(4*4))
+	n, oobn, _, _, err := unix.Recvmsg(c, make([]byte, 64), oob, 0)
+	if oobn != 0 || n > 0 {
+		t.Fatalf("the squatter received %d bytes and %d bytes of control data (%v)", n, oobn, err)
+	}
+}

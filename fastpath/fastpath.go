@@ -10,7 +10,11 @@
 //     container finds its jail's socket with no mount and no path, and the
 //     socket goes with the jail.
 //   - The request is one message, Request, carrying the open device file
-//     (SCM_RIGHTS): proof of possession is the only credential. The answer
+//     (SCM_RIGHTS): proof of possession is the only credential. Before
+//     sending it, the client checks that the listener is root (or the
+//     overflow uid, root seen from a user namespace that does not map
+//     it), since anyone may bind an abstract name first; a listener owned
+//     by another user gets nothing, and the client asks the next name. The answer
 //     is "ok IFNAME" with the TUN fd (SCM_RIGHTS), or "err ERRNO MESSAGE".
 //     A daemon that does not know the file answers ENODEV and the client
 //     asks the next name.
@@ -101,8 +105,8 @@ func FastFDRaw(devFD int) (int, string, error) {
 			continue // no daemon on this name
 		}
 		last = err
-		if errors.Is(err, unix.ENODEV) {
-			continue // another daemon's socket: ask the next
+		if errors.Is(err, unix.ENODEV) || errors.Is(err, errNotRoot) {
+			continue // another daemon's socket, or a squatter's: ask the next
 		}
 		return -1, "", err
 	}
@@ -119,6 +123,13 @@ func ask(sock string, devFD int) (int, string, error) {
 	if err := unix.Connect(s, &unix.SockaddrUnix{Name: sock}); err != nil {
 		return -1, "", fmt.Errorf("connect %s: %w", sock, err)
 	}
+	if err := checkPeer(s); err != nil {
+		return -1, "", fmt.Errorf("%s: %w", sock, err)
+	}
+	// A daemon answers at once; never hang on a stuck listener.
+	tv := unix.Timeval{Sec: 10}
+	unix.SetsockoptTimeval(s, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	unix.SetsockoptTimeval(s, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv)
 	if err := unix.Sendmsg(s, []byte(Request), unix.UnixRights(devFD), nil, 0); err != nil {
 		return -1, "", fmt.Errorf("send to %s: %w", sock, err)
 	}
@@ -152,4 +163,35 @@ func ask(sock string, devFD int) (int, string, error) {
 		return -1, "", fmt.Errorf("%s: closed without an answer: %w", sock, unix.ECONNRESET)
 	}
 	return -1, "", fmt.Errorf("%s: bad answer %q: %w", sock, reply, unix.EPROTO)
+}
+
+// checkPeer refuses to hand the device file to a listener that is not
+// privileged: anyone may bind an abstract name first. The daemon runs as
+// root; seen from a user namespace that does not map it, root is the
+// overflow uid (/proc/sys/kernel/overflowuid, 65534).
+func checkPeer(s int) error {
+	cred, err := unix.GetsockoptUcred(s, unix.SOL_SOCKET, unix.SO_PEERCRED)
+	if err != nil {
+		return fmt.Errorf("peer credentials: %w", err)
+	}
+	if cred.Uid == 0 || cred.Uid == overflowUID() {
+		return nil
+	}
+	return fmt.Errorf("fastpath: the socket's owner is uid %d: %w", cred.Uid, errNotRoot)
+}
+
+// errNotRoot: the listener is not root's; the client asks the next name.
+var errNotRoot = &Error{Errno: unix.EPERM, Message: "not root: not a tundevfs daemon (the device file was not sent)"}
+
+// overflowUID is the kernel's overflow uid.
+func overflowUID() uint32 {
+	b, err := os.ReadFile("/proc/sys/kernel/overflowuid")
+	if err != nil {
+		return 65534
+	}
+	n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 32)
+	if err != nil {
+		return 65534
+	}
+	return uint32(n)
 }

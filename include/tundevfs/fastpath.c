@@ -7,11 +7,26 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+/* overflow_uid is the kernel's overflow uid (65534 unless changed). */
+static uid_t overflow_uid(void)
+{
+	FILE *f = fopen("/proc/sys/kernel/overflowuid", "re");
+	unsigned long v = 65534;
+	if (f) {
+		if (fscanf(f, "%lu", &v) != 1)
+			v = 65534;
+		fclose(f);
+	}
+	return (uid_t)v;
+}
+
 /* ask sends devfd to the daemon at socket n; returns the TUN fd, or -1
- * with errno set (ECONNREFUSED: nobody there). */
+ * with errno set (ECONNREFUSED: nobody there), or -2 (EPERM) when the
+ * listener is not root's and got nothing. */
 static int ask(int n, int devfd, char *ifname, size_t len)
 {
 	struct sockaddr_un sa;
@@ -41,7 +56,29 @@ static int ask(int n, int devfd, char *ifname, size_t len)
 		return -1;
 	if (connect(s, (struct sockaddr *)&sa, salen) < 0)
 		goto fail;
+	/* Anyone may bind an abstract name first: send the device file only
+	 * to root (or the overflow uid, root seen from a user namespace that
+	 * does not map it). */
+	{
+		struct ucred cr;
+		socklen_t crlen = sizeof cr;
+		if (getsockopt(s, SOL_SOCKET, SO_PEERCRED, &cr, &crlen) < 0)
+			goto fail;
+		if (cr.uid != 0 && cr.uid != overflow_uid()) {
+			if (ifname && len > 0)
+				snprintf(ifname, len, "fastpath: the socket's owner is uid %u, not root", (unsigned)cr.uid);
+			close(s);
+			errno = EPERM;
+			return -2; /* not a daemon: the caller asks the next name */
+		}
+	}
 
+	{
+		/* A daemon answers at once; never hang on a stuck listener. */
+		struct timeval tv = { .tv_sec = 10 };
+		setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+		setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+	}
 	memset(&mh, 0, sizeof mh);
 	memset(&ctl, 0, sizeof ctl);
 	iov.iov_base = (void *)TUNDEVFS_FASTPATH_REQUEST;
@@ -121,8 +158,8 @@ int tundevfs_fastfd(int devfd, char *ifname, size_t len)
 		if (errno == ECONNREFUSED)
 			continue; /* no daemon on this name */
 		err = errno;
-		if (errno == ENODEV)
-			continue; /* another daemon's socket */
+		if (fd == -2 || errno == ENODEV)
+			continue; /* a squatter's socket, or another daemon's */
 		return -1;
 	}
 	errno = err;

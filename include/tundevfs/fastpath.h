@@ -22,7 +22,9 @@
  * Errors (errno): ENODEV not a device file of a daemon here, EACCES not
  * open read-write, EXDEV a device of another jail, ENXIO destroyed, EPERM
  * the fast path is off (sysctl or jail fastpath=0), ECONNREFUSED no daemon
- * in this namespace. A message may be copied into ifname on failure.
+ * in this namespace, EPERM the socket is not root's (anyone may bind an
+ * abstract name first; the device file is then not sent). A message may
+ * be copied into ifname on failure.
  */
 #ifndef TUNDEVFS_FASTPATH_H
 #define TUNDEVFS_FASTPATH_H
