@@ -562,3 +562,21 @@ func TestFastPathSquatter(t *testing.T) {
 		t.Fatalf("the squatter received %d bytes and %d bytes of control data (%v)", n, oobn, err)
 	}
 }
+
+// TestFastPathShell: `tundevfs fastpath --fd 3 -- CMD` execs CMD with the
+// TUN fd at 3 and the device file at TUNDEVFS_DEVICE_FD; a refusal exits
+// non-zero naming the errno, and runs nothing.
+func TestFastPathShell(t *testing.T) {
+	ns, d := newDaemon(t)
+	dir := d.Mount(t, "")
+	script := `exec 3<>` + dir + `/tun && exec ` + d.Bin + ` fastpath --fd 3 -- sh -c 'readlink /proc/self/fd/3; readlink /proc/self/fd/$TUNDEVFS_DEVICE_FD'`
+	out, err := ns.Command("sh", "-c", script).CombinedOutput()
+	if err != nil || string(out) != "/dev/net/tun\n"+dir+"/tun0\n" {
+		t.Fatalf("fastpath --fd 3 -- sh: %v\n%s", err, out)
+	}
+	script = `exec 3<` + dir + `/tun && exec ` + d.Bin + ` fastpath --fd 3 -- echo ran`
+	out, err = ns.Command("sh", "-c", script).CombinedOutput()
+	if err == nil || strings.Contains(string(out), "ran") || !strings.Contains(string(out), "(EACCES)") {
+		t.Fatalf("fastpath on a read-only open: %v\n%s", err, out)
+	}
+}
