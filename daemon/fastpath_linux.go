@@ -51,6 +51,22 @@ type fastpathListener struct {
 	name string
 	ln   *net.UnixListener
 	done chan struct{} // closed when the accept loop has returned
+
+	mu    sync.Mutex                 // guards conns
+	conns map[*net.UnixConn]struct{} // requests being answered
+}
+
+// stop closes the listener, cuts the requests being answered short (a
+// client that sends nothing does not hold up the jail's removal) and
+// waits for all of it.
+func (l *fastpathListener) stop() {
+	l.ln.Close()
+	l.mu.Lock()
+	for c := range l.conns {
+		c.SetDeadline(time.Now())
+	}
+	l.mu.Unlock()
+	<-l.done
 }
 
 func newFastpathServer(d *Daemon) *fastpathServer {
@@ -102,8 +118,7 @@ func (s *fastpathServer) removeJail(j *jails.Jail) {
 	}
 	s.mu.Unlock()
 	if l != nil {
-		l.ln.Close()
-		<-l.done
+		l.stop()
 	}
 }
 
@@ -151,7 +166,7 @@ func listenFastpath(ns *jails.Netns) (*fastpathListener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fast path socket %s: %w", name, err)
 	}
-	return &fastpathListener{ns: ns.Ino(), name: name, ln: ln.(*net.UnixListener), done: make(chan struct{})}, nil
+	return &fastpathListener{ns: ns.Ino(), name: name, ln: ln.(*net.UnixListener), done: make(chan struct{}), conns: make(map[*net.UnixConn]struct{})}, nil
 }
 
 // serve accepts until the listener is closed.
@@ -164,11 +179,20 @@ func (s *fastpathServer) serve(l *fastpathListener) {
 		if err != nil {
 			return
 		}
+		// The deadline before the map: stop's deadline comes after it.
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		l.mu.Lock()
+		l.conns[c] = struct{}{}
+		l.mu.Unlock()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(5 * time.Second))
+			defer func() {
+				l.mu.Lock()
+				delete(l.conns, c)
+				l.mu.Unlock()
+				c.Close()
+			}()
 			s.answer(l, c)
 		}()
 	}
