@@ -6,6 +6,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/tundevfs/tundevfs/internal/itest"
 )
 
 // TestFastPathCClient builds the C client (include/tundevfs/fastpath.[ch])
@@ -34,6 +36,10 @@ func TestFastPathCClient(t *testing.T) {
 	out, err = ns.Command(bin, filepath.Join(dir, "tun0")).CombinedOutput()
 	if err != nil || string(out) != "ifname tun0\nreply\n" {
 		t.Fatalf("C client: %v\n%s", err, out)
+	}
+	// The client's close reaches the daemon after it exits (FUSE release).
+	if !itest.WaitFor(func() bool { st := d.Status(t); return len(st.Devices) == 1 && !st.Devices[0].Open }) {
+		t.Fatalf("tun0 still open after the client exited")
 	}
 	out, err = ns.Command(bin, filepath.Join(dir, "tun0"), "refuse").CombinedOutput()
 	if err != nil || !strings.HasPrefix(string(out), "errno EACCES: fastpath: tun0: the device file must be open read-write") {
