@@ -25,8 +25,9 @@ package driver
 //     own fd, so a handed fd cannot keep the interface alive: its blocked
 //     read fails and later reads say EBADFD.
 //   - The daemon's reads of its fd never block, whatever O_NONBLOCK a
-//     client set on the shared file description: they use preadv2 with
-//     RWF_NOWAIT (readNoWait).
+//     client set on the shared file description: once a duplicate was
+//     handed out they use preadv2 with RWF_NOWAIT (readNoWait); before,
+//     plain read(2) as always.
 //
 // Lock order: fastpath state is under Device.mu, like the rest of the
 // device's state.
@@ -35,6 +36,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync/atomic"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -54,6 +56,11 @@ var ErrFastPathOff = errors.New("fast path is off (sysctl net.link.tun.fastpath=
 type fastState struct {
 	on     bool // the current open file is on the fast path
 	handed int  // fds handed out over the device's life
+	// shared is set (never cleared) once a client holds a duplicate of
+	// the fd: from then on the daemon reads with readNoWait, whatever
+	// O_NONBLOCK the client left on the shared file description. Atomic:
+	// readRawLocked reads it without Device.mu.
+	shared atomic.Bool
 }
 
 // FastPath returns whether the fast path is allowed by the global knob.
@@ -75,6 +82,7 @@ func (h *Handle) FastPath() (int, error) {
 		d.exit()
 		return -1, fmt.Errorf("fast path %s: dup: %w", d.DevName(), err)
 	}
+	d.fp.shared.Store(true)
 	d.mu.Lock()
 	first := !d.fp.on
 	d.fp.on = true

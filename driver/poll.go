@@ -120,7 +120,10 @@ func (d *Device) readRawLocked(buf []byte) (int, error) {
 		d.stash, d.stashLen = nil, 0
 		return n, nil
 	}
-	return readNoWait(d.fd, buf)
+	if d.fp.shared.Load() {
+		return readNoWait(d.fd, buf) // a client shares the description
+	}
+	return unix.Read(d.fd, buf)
 }
 
 // setPoll registers fn as the handle's poll notification, unless the
