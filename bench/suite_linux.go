@@ -57,6 +57,7 @@ var parts = []struct {
 	{"scale", scale},
 	{"removal", removal},
 	{"jail", jailRemoval},
+	{"fastpath", fastPath},
 }
 
 // Parts names the parts of the suite, in the order they run.

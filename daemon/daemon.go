@@ -24,9 +24,12 @@
 //   - With NetnsDev the daemon mounts the shared per-netns device directory
 //     there at start (pernetns.go), the source of containers' bind mounts;
 //     it is a user mount and goes at shutdown.
+//   - Every network namespace with a jail has the fast path's abstract
+//     socket (fastpath_linux.go), closed with the last jail on it.
 //
 // Lock order: Daemon.stateMu, then Daemon.mu, then anything below (jails,
 // driver, fs). Daemon.mu is never held while unmounting or removing a jail.
+// fastpathServer.mu is never held with Daemon.mu.
 package daemon
 
 import (
@@ -78,7 +81,9 @@ type Daemon struct {
 	unsock  func() // removes the socket if it is still ours
 	stateFd int    // the state directory; see stateMu
 	unreg   func()
-	slots   chan struct{} // one per connection being served (MaxConns)
+	slots   chan struct{}   // one per connection being served (MaxConns)
+	fast    *fastpathServer // the fast path's sockets (fastpath_linux.go)
+	unregFP func()
 
 	done     chan struct{} // closed when shutdown is complete
 	drained  chan struct{} // closed once shutdown has removed every jail, device and mount
@@ -163,6 +168,9 @@ func New(opts Options) (*Daemon, error) {
 	// After the driver's callback: devices first, so blocked readers
 	// return, then the mounts.
 	d.unreg = d.jails.RegisterRemove(d.unmountJail)
+	d.fast = newFastpathServer(d)
+	d.unregFP = d.jails.RegisterRemove(d.fast.removeJail)
+	d.fast.addJail(d.jails.Host(), true)
 	if opts.NetnsDev != "" {
 		if err := d.MountPerNetns(opts.NetnsDev); err != nil {
 			d.Close()
@@ -691,6 +699,7 @@ func (d *Daemon) Close() error {
 		d.ln.Close()
 		err = d.jails.Shutdown()
 		d.unreg()
+		d.unregFP()
 		d.devices.Close()
 		// Mounts of no jail left? None should be: every jail's went
 		// with it.

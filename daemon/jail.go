@@ -30,6 +30,8 @@ type JailParams struct {
 	// ClientPID is that client (HasParent): watched until it names its
 	// command's process (jail-watch), which is watched from then on.
 	ClientPID int
+	// NoFastPath (fastpath=0) refuses the fast path to the jail's devices.
+	NoFastPath bool
 }
 
 // ParseJailParams parses `name=x vnet path=/d persist clone_uid=1000 ...`.
@@ -67,13 +69,22 @@ func ParseJailParams(args []string) (*JailParams, error) {
 				err = errors.New("mode above 0777")
 			}
 			p.Policy.Owner.Mode = uint32(m)
+		case "fastpath":
+			switch v {
+			case "0", "false":
+				p.NoFastPath = true
+			case "", "1", "true":
+				p.NoFastPath = false
+			default:
+				err = errors.New("want 0 or 1")
+			}
 		case "max_devices":
 			p.Policy.Limit, err = strconv.Atoi(v)
 			if err == nil && (p.Policy.Limit < 1 || p.Policy.Limit > driver.MaxUnit+1) {
 				err = errors.New("out of range")
 			}
 		default:
-			return nil, fmt.Errorf("jail: unknown parameter %q (name, vnet, vnet=PATH, path, persist, clone_uid, clone_gid, dev_uid, dev_gid, dev_mode, max_devices)", k)
+			return nil, fmt.Errorf("jail: unknown parameter %q (name, vnet, vnet=PATH, path, persist, clone_uid, clone_gid, dev_uid, dev_gid, dev_mode, max_devices, fastpath)", k)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("jail: %s: %w", a, err)
@@ -171,6 +182,7 @@ func (d *Daemon) CreateJail(p *JailParams) (*jails.Jail, error) {
 		}
 		return nil, err
 	}
+	d.fast.addJail(j, !p.NoFastPath)
 	fail := func(err error) (*jails.Jail, error) {
 		if rerr := d.jails.Remove(j.Name()); rerr != nil {
 			d.logger.Printf("jail %s: undo: %v", j.Name(), rerr)

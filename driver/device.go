@@ -83,6 +83,7 @@ type Device struct {
 	openPid  int
 	uid, gid uint32
 	mode     uint32
+	fp       fastState // the fast path (fastpath.go)
 
 	readyMu sync.Mutex    // guards ready
 	ready   chan struct{} // closed (and replaced) when the fd may be readable
@@ -106,6 +107,8 @@ type Handle struct {
 	once      sync.Once     // makes Close run once
 	closeOnce sync.Once     // closes closed once
 	stopOnce  sync.Once     // makes stopWatch run once
+	fast      chan struct{} // closed when the open file goes on the fast path
+	fastOnce  sync.Once     // closes fast once
 
 	// Poll support (poll.go).
 	pollMu     sync.Mutex // guards pollNotify
@@ -132,6 +135,8 @@ type Info struct {
 	// Modes are the modes the ioctls and ifconfig set: ifhead, lmode,
 	// transient, link0, vnethdr=N, pointopoint, broadcast.
 	Modes []string `json:"modes,omitempty"`
+	// FastPath: the open file is on the fast path (fastpath.go).
+	FastPath bool `json:"fastpath"`
 }
 
 // Refs is the reference count of a device, by kind.
@@ -212,12 +217,17 @@ func (d *Device) Info() Info {
 	}
 	r := Refs{Node: d.refs[RefNode], Clone: d.refs[RefClone], Kernel: d.refs[RefKernel], Open: d.refs[RefOpen]}
 	r.Total = r.Node + r.Clone + r.Kernel + r.Open
+	fast := d.fp.on && d.open != nil
+	modes := d.modeNamesLocked()
+	if fast {
+		modes = append(modes, "fastpath")
+	}
 	return Info{
 		Name: d.name, Driver: d.drv.Name, Unit: d.unit, Ino: d.ino, Jail: d.jail.Name(),
 		IfIndex: d.ifindex, State: d.state.String(), Refs: r, Busy: d.busy,
 		Open: d.open != nil, OpenPid: d.openPid, Origin: origin,
 		RxPackets: d.rxPackets.Load(), TxPackets: d.txPackets.Load(), Drops: d.drops.Load(),
-		Modes: d.modeNamesLocked(),
+		Modes: modes, FastPath: fast,
 	}
 }
 
@@ -312,6 +322,7 @@ func (d *Device) Open(pid int) (*Handle, error) {
 		stop:   make(chan struct{}),
 		wantc:  make(chan struct{}, 1),
 		done:   make(chan struct{}),
+		fast:   make(chan struct{}),
 	}
 	d.open = h
 	d.openPid = pid
@@ -320,6 +331,7 @@ func (d *Device) Open(pid int) (*Handle, error) {
 	d.mu.Unlock()
 	defer d.exit()
 
+	d.ensureFile() // after a fast path (fastpath.go)
 	// Packets queued while the device was closed are stale: drop them.
 	d.drain()
 	d.openIoctlState()
@@ -406,6 +418,9 @@ func (h *Handle) watch() {
 // destroyed (ErrGone), or fails at once with ErrWouldBlock if nonblock.
 func (h *Handle) Read(cancel <-chan struct{}, buf []byte, nonblock bool) (int, error) {
 	d := h.dev
+	if h.onFastPath() {
+		return 0, ErrFastPath
+	}
 	if err := d.enter(h); err != nil {
 		return 0, err
 	}
@@ -444,6 +459,8 @@ func (h *Handle) wait(cancel <-chan struct{}, nonblock bool, try func() (int, er
 			return 0, ErrGone
 		case <-h.closed:
 			return 0, ErrNotOpen
+		case <-h.fast:
+			return 0, ErrFastPath
 		}
 	}
 }
@@ -469,6 +486,9 @@ func (d *Device) readPacket(buf []byte) (int, error) {
 // packet is framed as the device's mode says (ifhead.go).
 func (h *Handle) Write(data []byte) (int, error) {
 	d := h.dev
+	if h.onFastPath() {
+		return 0, ErrFastPath
+	}
 	if err := d.enter(h); err != nil {
 		return 0, err
 	}
@@ -541,6 +561,7 @@ func (h *Handle) Close() {
 		if d.open == h {
 			d.open = nil
 			d.openPid = 0
+			d.fp.on = false
 		}
 		d.mu.Unlock()
 		d.Rel(RefOpen)

@@ -57,6 +57,9 @@
 //     file: a read packs as many queued packets as fit, each behind a 4-byte
 //     big-endian length, and a write may carry several; a packet that does
 //     not fit goes back to the stash and comes first next time.
+//   - The fast path (fastpath.go) hands a duplicate of the real fd to the
+//     holder of the open file; the device file then carries no packets,
+//     and Destroy unregisters an interface that was handed out.
 //
 // Errors are Go errors wrapping the sentinels of errors.go or a unix.Errno;
 // the fs package turns them into errnos.

@@ -25,6 +25,7 @@ var knobDefaults = map[string]int64{
 	KnobTapDevfsCloning: 1,
 	KnobTapUpOnOpen:     0,
 	KnobTapUserOpen:     0,
+	KnobTunFastpath:     1,
 }
 
 func (k *Knobs) init() {

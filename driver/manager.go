@@ -547,7 +547,8 @@ func (m *Manager) Destroy(d *Device) error {
 	js.settling[name] = settled
 	m.mu.Unlock()
 
-	err := d.file.Close() // the interface goes
+	d.unregisterHanded() // a handed fd must not keep the interface
+	err := d.closeFile() // the interface goes
 
 	m.mu.Lock()
 	m.units[unitKey{d.drv, d.jail.Netns().Ino()}].clear(d.unit)

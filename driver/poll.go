@@ -34,6 +34,9 @@ import (
 // the device is dying and with ErrNotOpen on a closed handle.
 func (h *Handle) Poll(notify func()) (readable bool, err error) {
 	d := h.dev
+	if h.onFastPath() {
+		return false, fmt.Errorf("poll %s: %w", d.DevName(), ErrFastPath)
+	}
 	if err := d.enter(h); err != nil {
 		return false, fmt.Errorf("poll %s: %w", d.DevName(), err)
 	}
@@ -116,6 +119,9 @@ func (d *Device) readRawLocked(buf []byte) (int, error) {
 		putBuf(d.stash)
 		d.stash, d.stashLen = nil, 0
 		return n, nil
+	}
+	if d.fp.shared.Load() {
+		return readNoWait(d.fd, buf) // a client shares the description
 	}
 	return unix.Read(d.fd, buf)
 }

@@ -24,6 +24,10 @@ have flock || need+=(util-linux)
 have runc || need+=(runc)
 dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
 have podman || need+=(podman) # the README's podman recipes (containers/podman_linux_test.go)
+# The fast-path tests and bench rows: wg configures wireguard-go, iperf3
+# measures TCP through a relay.
+have wg || need+=(wireguard-tools)
+have iperf3 || need+=(iperf3)
 
 if [ ${#need[@]} -gt 0 ]; then
 	if [ "$(id -u)" != 0 ]; then

@@ -58,6 +58,7 @@ func newRootCmd() *cobra.Command {
 		newIoctlCmd(),
 		newK8sDevicePluginCmd(g),
 		newGenDocsCmd(),
+		newFastpathCmd(),
 		newOCIHookCmd(g),
 		newCDICmd(g),
 	)

@@ -5,7 +5,13 @@
 //	tunhelper open DIR   open DIR/tun, print the fd's path, then obey
 //	                     stdin: "send SRC DST SPORT DPORT PAYLOAD" writes a
 //	                     UDP packet to the device and prints "sent";
-//	                     "ls" prints DIR's names; EOF exits 0.
+//	                     "ls" prints DIR's names; "fastsend SRC DST
+//	                     SPORT DPORT PAYLOAD" does the same through the
+//	                     device's TUN fd from the fast path (asked for
+//	                     once, with the device file) and prints "sent";
+//	                     "fastrecv DPORT" reads packets from that fd until
+//	                     a UDP one to DPORT and prints "got PAYLOAD"; EOF
+//	                     exits 0.
 //	tunhelper try PATH   open PATH read-write: print "ok PATH" or
 //	                     "err ERRNO" (ENOENT, EACCES...) and exit 0 or 1.
 package main
@@ -23,6 +29,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tundevfs/tundevfs/fastpath"
 	"github.com/tundevfs/tundevfs/internal/itest"
 )
 
@@ -62,10 +69,66 @@ func open(dir string) error {
 		return err
 	}
 	fmt.Println(p)
+	tunFD := -1
+	fast := func() (int, error) {
+		if tunFD < 0 {
+			fd, _, err := fastpath.FastFDRaw(fd)
+			if err != nil {
+				return -1, err
+			}
+			tunFD = fd
+		}
+		return tunFD, nil
+	}
 	sc := bufio.NewScanner(os.Stdin)
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
 		switch {
+		case len(f) == 6 && f[0] == "fastsend":
+			tf, err := fast()
+			if err != nil {
+				fmt.Println("err", err)
+				continue
+			}
+			src, err1 := netip.ParseAddr(f[1])
+			dst, err2 := netip.ParseAddr(f[2])
+			sport, err3 := strconv.ParseUint(f[3], 10, 16)
+			dport, err4 := strconv.ParseUint(f[4], 10, 16)
+			if err := errors.Join(err1, err2, err3, err4); err != nil {
+				return err
+			}
+			if _, err := unix.Write(tf, itest.UDP4(src, dst, uint16(sport), uint16(dport), []byte(f[5]))); err != nil {
+				return err
+			}
+			fmt.Println("sent")
+		case len(f) == 2 && f[0] == "fastrecv":
+			tf, err := fast()
+			if err != nil {
+				fmt.Println("err", err)
+				continue
+			}
+			dport, err := strconv.ParseUint(f[1], 10, 16)
+			if err != nil {
+				return err
+			}
+			buf := make([]byte, 2048)
+			for {
+				pfd := []unix.PollFd{{Fd: int32(tf), Events: unix.POLLIN}}
+				if _, err := unix.Poll(pfd, 10000); err != nil && !errors.Is(err, unix.EINTR) {
+					return err
+				}
+				n, err := unix.Read(tf, buf)
+				if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				if pl := itest.UDPPayload(buf[:n], uint16(dport)); pl != nil {
+					fmt.Println("got", string(pl))
+					break
+				}
+			}
 		case len(f) == 6 && f[0] == "send":
 			src, err1 := netip.ParseAddr(f[1])
 			dst, err2 := netip.ParseAddr(f[2])
