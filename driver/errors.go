@@ -91,6 +91,8 @@ var Errnos = []ErrnoRow{
 	{ErrWouldBlock, unix.EAGAIN},
 	{ErrInterrupted, unix.EINTR},
 	{ErrBusy, unix.EBUSY},
+	{ErrFastPath, unix.EBUSY},    // the file carries no packets while a handed fd does
+	{ErrFastPathOff, unix.EPERM}, // the knob, as the fast-path socket answers it
 	{ErrGone, unix.ENXIO},
 	{ErrDetached, unix.ENXIO},
 	{ErrNotOpen, unix.EBADF},
