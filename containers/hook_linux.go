@@ -3,11 +3,7 @@ package containers
 import (
 	"errors"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -64,50 +60,14 @@ func ensureDaemon(o HookOptions) error {
 	return err
 }
 
-// spawnDaemon starts `tundevfs daemon --netns-dev DIR` in its own session,
-// its log beside the socket, and waits until it answers. It does not exit
-// when idle: the shared mount is the source of every container's bind
-// mount and must outlive them.
+// spawnDaemon starts `tundevfs daemon --netns-dev DIR` (daemon.Spawn: in
+// its own session, its log in its state directory) and waits until it
+// answers. It does not exit when idle: the shared mount is the source of
+// every container's bind mount and must outlive them.
 func spawnDaemon(o HookOptions) error {
-	bin := o.Binary
-	if bin == "" {
-		self, err := os.Executable()
-		if err != nil {
-			return fmt.Errorf("start daemon: %w", err)
-		}
-		bin = self
-	}
-	if err := os.MkdirAll(filepath.Dir(o.Socket), 0o755); err != nil {
-		return fmt.Errorf("start daemon: %w", err)
-	}
-	logPath := strings.TrimSuffix(o.Socket, ".sock") + ".log"
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return fmt.Errorf("start daemon: %w", err)
-	}
-	defer logf.Close()
-	args := []string{"--socket", o.Socket, "daemon"}
+	var args []string
 	if o.NetnsDev != "" {
 		args = append(args, "--netns-dev", o.NetnsDev)
 	}
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start daemon: %w", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		if _, err := daemon.Call(o.Socket, daemon.Request{Op: "ping"}); err == nil {
-			return nil
-		}
-		select {
-		case err := <-exited:
-			return fmt.Errorf("start daemon: it exited (%v); see %s", err, logPath)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	return fmt.Errorf("start daemon: no answer on %s after 5s; see %s", o.Socket, logPath)
+	return daemon.Spawn(o.Binary, o.Socket, 5*time.Second, args...)
 }

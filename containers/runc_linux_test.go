@@ -636,7 +636,9 @@ func TestRuncHookFailures(t *testing.T) {
 	// No daemon answers on the spec's socket and none can start (the
 	// hook's daemon binary exits at once).
 	sockDir := openDir(t)
-	raw, err := containers.CDISpec(containers.CDIOptions{Binary: e.d.Bin, Socket: filepath.Join(sockDir, "none.sock"), NetnsDev: e.netnsDev})
+	noneSock := filepath.Join(sockDir, "none.sock")
+	t.Cleanup(func() { os.RemoveAll(daemon.StateDir(noneSock)) }) // the failed start's log
+	raw, err := containers.CDISpec(containers.CDIOptions{Binary: e.d.Bin, Socket: noneSock, NetnsDev: e.netnsDev})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -695,7 +697,9 @@ func TestHookStartsDaemon(t *testing.T) {
 		return string(out), err
 	}
 	out, err := hook(specs.StateCreating)
-	// Whatever happened, stop a daemon the hook started.
+	// Whatever happened, stop a daemon the hook started, and remove its
+	// state directory (its log stays there after a stop).
+	t.Cleanup(func() { os.RemoveAll(daemon.StateDir(socket)) })
 	t.Cleanup(func() {
 		var st daemon.Status
 		if daemon.CallInto(socket, daemon.Request{Op: "status"}, &st) != nil {

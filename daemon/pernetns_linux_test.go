@@ -255,6 +255,7 @@ func TestPerNetnsStaleMount(t *testing.T) {
 		for i := 0; i < 4 && itest.IsMounted(netnsDev); i++ {
 			unix.Unmount(netnsDev, unix.MNT_DETACH)
 		}
+		os.RemoveAll(daemon.StateDir(socket)) // the killed daemon's record
 	})
 	if !itest.WaitFor(func() bool { _, err := daemon.Call(socket, daemon.Request{Op: "ping"}); return err == nil }) {
 		t.Fatal("the first daemon did not answer")

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -150,42 +149,15 @@ func realPath(path string) (string, error) {
 	return abs, nil
 }
 
-// spawnDaemon starts `tundevfs daemon --exit-when-idle` in its own session
-// and waits until it answers. Its log is daemon.log in its state
-// directory (daemon.StateDir), opened without following links.
+// spawnDaemon starts an on-demand daemon (`daemon --exit-when-idle`) on
+// socket and waits until it answers (daemon.Spawn: its log is daemon.log
+// in its state directory).
 func spawnDaemon(socket string) error {
-	self, err := os.Executable()
+	socket, err := filepath.Abs(socket)
 	if err != nil {
 		return fmt.Errorf("start daemon: %w", err)
 	}
-	if socket, err = filepath.Abs(socket); err != nil {
-		return fmt.Errorf("start daemon: %w", err)
-	}
-	logf, logPath, err := daemon.OpenSpawnLog(socket)
-	if err != nil {
-		return fmt.Errorf("start daemon: %w", err)
-	}
-	defer logf.Close()
-	cmd := exec.Command(self, "daemon", "--socket", socket, "--exit-when-idle")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start daemon: %w", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if ping(socket) {
-			return nil
-		}
-		select {
-		case err := <-exited:
-			return fmt.Errorf("start daemon: exited (%v); see %s", err, logPath)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	return fmt.Errorf("start daemon: no answer on %s after 10s; see %s", socket, logPath)
+	return daemon.Spawn("", socket, 10*time.Second, "--exit-when-idle")
 }
 
 func newUmountCmd(g *globals) *cobra.Command {

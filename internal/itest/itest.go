@@ -170,6 +170,7 @@ func StartDaemon(t testing.TB, ns *Netns, args ...string) *Daemon {
 	go func() { d.Cmd.Wait(); close(d.exited) }()
 	t.Cleanup(func() {
 		d.Stop(t)
+		os.RemoveAll(daemon.StateDir(d.Socket)) // what a killed daemon leaves
 		os.RemoveAll(sockDir)
 		if t.Failed() {
 			t.Logf("daemon log:\n%s", d.Log.String())
