@@ -118,22 +118,33 @@ var (
 	buildErr  error
 )
 
-// Binary builds the tundevfs command once per test process.
+// Binary builds the tundevfs command once per test process, into the
+// checkout's git-ignored .build/itest (one file a checkout, not a
+// directory per test process left in /tmp): each process builds to a name
+// of its own and renames it into place, so test processes running at once
+// never see a half-written binary, and one already running keeps its file.
 func Binary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "tundevfs-bin-")
-		if err != nil {
+		_, file, _, _ := runtime.Caller(0)
+		root := filepath.Join(filepath.Dir(file), "..", "..")
+		dir := filepath.Join(root, ".build", "itest")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
 			buildErr = err
 			return
 		}
 		binPath = filepath.Join(dir, "tundevfs")
-		_, file, _, _ := runtime.Caller(0)
-		root := filepath.Join(filepath.Dir(file), "..", "..")
-		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/tundevfs")
+		tmp := fmt.Sprintf("%s.%d", binPath, os.Getpid())
+		cmd := exec.Command("go", "build", "-o", tmp, "./cmd/tundevfs")
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
+			os.Remove(tmp)
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+			return
+		}
+		if err := os.Rename(tmp, binPath); err != nil {
+			os.Remove(tmp)
+			buildErr = err
 		}
 	})
 	if buildErr != nil {
