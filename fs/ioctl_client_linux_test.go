@@ -2,6 +2,7 @@ package fs_test
 
 import (
 	"bufio"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -204,21 +205,45 @@ func buildCClient(t *testing.T) string {
 			cClientErr = fmt.Errorf("gcc: %w", err)
 			return
 		}
-		dir, err := os.MkdirTemp("", "tundevfs-cclient-")
+		// One directory a checkout (not one per test process, which
+		// nothing removed), outside it because tests run the client as an
+		// unprivileged user too; built under a name of its own and
+		// renamed into place, so test processes at once never share a
+		// half-written file.
+		src, err := filepath.Abs("..")
 		if err != nil {
 			cClientErr = err
 			return
 		}
-		// Tests run it as an unprivileged user too.
+		sum := sha256.Sum256([]byte(src))
+		dir := filepath.Join(os.TempDir(), fmt.Sprintf("tundevfs-cclient-%x", sum[:6]))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			cClientErr = err
+			return
+		}
+		// A predictable name in /tmp: use it only if it is ours, a real
+		// directory (not a link someone planted) that nobody else can write.
+		var st unix.Stat_t
+		if err := unix.Lstat(dir, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR || int(st.Uid) != os.Geteuid() {
+			cClientErr = fmt.Errorf("%s is not a directory of ours (%v)", dir, err)
+			return
+		}
 		if err := os.Chmod(dir, 0o755); err != nil {
 			cClientErr = err
 			return
 		}
 		cClientPath = filepath.Join(dir, "ioctl_client")
+		tmp := fmt.Sprintf("%s.%d", cClientPath, os.Getpid())
 		out, err := exec.Command("gcc", "-Wall", "-Wextra", "-Werror", "-I", "../include",
-			"-o", cClientPath, "../testdata/clients/ioctl_client.c").CombinedOutput()
+			"-o", tmp, "../testdata/clients/ioctl_client.c").CombinedOutput()
 		if err != nil {
+			os.Remove(tmp)
 			cClientErr = fmt.Errorf("gcc: %v\n%s", err, out)
+			return
+		}
+		if err := os.Rename(tmp, cClientPath); err != nil {
+			os.Remove(tmp)
+			cClientErr = err
 		}
 	})
 	if cClientErr != nil {
