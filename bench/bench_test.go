@@ -80,15 +80,13 @@ func newBenchEnv() (e *benchEnv, err error) {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return e, err
 	}
-	// The daemon's host jail is the namespace of the thread that makes it.
-	err = e.ns.Do(func() error {
-		var err error
-		e.d, err = daemon.New(daemon.Options{
-			Socket:      filepath.Join(e.work, "d.sock"),
-			Logger:      log.New(io.Discard, "", 0),
-			DeviceLimit: 1024,
-		})
-		return err
+	// The daemon's host jail is the suite's namespace, named by path: the
+	// daemon's own namespace is the test process's (the root one).
+	e.d, err = daemon.New(daemon.Options{
+		Socket:      filepath.Join(e.work, "d.sock"),
+		Logger:      log.New(io.Discard, "", 0),
+		DeviceLimit: 1024,
+		HostNetns:   e.ns.Path,
 	})
 	if err != nil {
 		return e, err

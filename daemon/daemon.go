@@ -62,6 +62,12 @@ type Options struct {
 	// IdleGrace is how long an ExitWhenIdle daemon waits after its start
 	// before an idleness check of its own (0: DefaultIdleGrace).
 	IdleGrace time.Duration
+	// HostNetns, if set, is the path of the host jail's network namespace
+	// (`/run/netns/X`); by default it is the daemon's own. A daemon run
+	// inside another program (the Go benchmarks) names it, since the
+	// daemon's own namespace is that of the process, not of the thread
+	// that calls New.
+	HostNetns string
 	// NetnsDev, if set, is where the daemon mounts the shared per-netns
 	// device directory at start (pernetns.go).
 	NetnsDev string
@@ -122,6 +128,9 @@ func New(opts Options) (*Daemon, error) {
 		return nil, fmt.Errorf("start daemon: %w (is the tun module loaded?)", err)
 	}
 	host, err := jails.CurrentNetns()
+	if opts.HostNetns != "" {
+		host, err = jails.OpenNetns(opts.HostNetns)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("start daemon: %w", err)
 	}
