@@ -1,7 +1,6 @@
 package containers_test
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -191,32 +190,7 @@ func (p *pod) startTunner(t *testing.T, recipe ...string) *tunner {
 	opts := append([]string{"--rm", "-i", "--user", "1000"}, recipe...)
 	c := &container{id: name, lines: make(chan string, 16), stderr: new(bytes.Buffer), done: make(chan struct{})}
 	c.cmd = p.command("run", p.runArgs(name, opts, "/tunhelper", "open", containers.ContainerPath)...)
-	c.cmd.Stderr = c.stderr
-	inR, inW, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, outW, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.stdin = inW
-	c.cmd.Stdin, c.cmd.Stdout = inR, outW
-	err = c.cmd.Start()
-	inR.Close()
-	outW.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		defer out.Close()
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			c.lines <- sc.Text()
-		}
-		close(c.lines)
-	}()
-	go func() { c.cmd.Wait(); close(c.done) }()
+	c.launch(t)
 	t.Cleanup(func() {
 		c.stdin.Close()
 		p.command("rm", "-f", "-t", "0", name).Run()

@@ -243,9 +243,29 @@ func (e *env) start(t *testing.T, o ctOpts) *container {
 		args = append(args, "--detach")
 	}
 	c.cmd = e.runc(append(args, c.id)...)
+	c.launch(t)
+	t.Cleanup(func() {
+		c.stdin.Close()
+		e.runc("kill", c.id, "KILL").Run()
+		select {
+		case <-c.done:
+		case <-time.After(20 * time.Second):
+			c.cmd.Process.Kill()
+			<-c.done
+			t.Errorf("runc run %s did not end", c.id)
+		}
+		e.runc("delete", "--force", c.id).Run()
+	})
+	return c
+}
+
+// launch starts c.cmd with its stdin from c.stdin and its output lines
+// on c.lines; c.done closes when the command has ended. Plain pipes, not
+// exec's: a container's stdio outlives a detached runtime, and its output
+// ends only when the container does.
+func (c *container) launch(t *testing.T) {
+	t.Helper()
 	c.cmd.Stderr = c.stderr
-	// Plain pipes, not exec's: the container's stdio outlives a detached
-	// runc, and its output ends only when the container does.
 	inR, inW, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
@@ -271,19 +291,6 @@ func (e *env) start(t *testing.T, o ctOpts) *container {
 		close(c.lines)
 	}()
 	go func() { c.cmd.Wait(); close(c.done) }()
-	t.Cleanup(func() {
-		c.stdin.Close()
-		e.runc("kill", c.id, "KILL").Run()
-		select {
-		case <-c.done:
-		case <-time.After(20 * time.Second):
-			c.cmd.Process.Kill()
-			<-c.done
-			t.Errorf("runc run %s did not end", c.id)
-		}
-		e.runc("delete", "--force", c.id).Run()
-	})
-	return c
 }
 
 // line is the container's next output line.
