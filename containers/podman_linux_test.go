@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"tags.cncf.io/container-device-interface/pkg/cdi"
 
 	"github.com/tundevfs/tundevfs/containers"
+	"github.com/tundevfs/tundevfs/fs"
 )
 
 // The podman recipes of the README (issue 11), run with podman from
@@ -130,7 +130,7 @@ func (p *pod) cleanup(t *testing.T) {
 		t.Errorf("podman containers left: %s", out)
 		p.command("rm", "-f", "-a", "-t", "0").Run()
 	}
-	for _, m := range mountsUnder(t, p.dir) {
+	for _, m := range fs.MountsUnder(p.dir) {
 		t.Errorf("podman left a mount at %s", m)
 		unix.Unmount(m, unix.MNT_DETACH)
 	}
@@ -141,44 +141,6 @@ func (p *pod) cleanup(t *testing.T) {
 			t.Errorf("remove cgroup %s: %v", d, err)
 		}
 	}
-}
-
-// mountsUnder lists the mount points at or under dir, deepest first.
-func mountsUnder(t *testing.T, dir string) []string {
-	t.Helper()
-	data, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, line := range strings.Split(string(data), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 5 {
-			continue
-		}
-		mp := unescapeMount(f[4])
-		if mp == dir || strings.HasPrefix(mp, dir+"/") {
-			out = append(out, mp)
-		}
-	}
-	slices.Reverse(out)
-	return out
-}
-
-// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
-func unescapeMount(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // startTunner runs `podman run -i ... /tunhelper open /dev/tundevfs` with
@@ -316,7 +278,7 @@ func (p *pod) gone(t *testing.T, e *env, tn *tunner, nsFile *os.File) {
 	if out, err := p.command("ps", "-a", "-q").Output(); err != nil || strings.TrimSpace(string(out)) != "" {
 		t.Fatalf("podman ps -a after --rm: %v %q", err, out)
 	}
-	if m := mountsUnder(t, e.netnsDev); len(m) != 1 {
+	if m := fs.MountsUnder(e.netnsDev); len(m) != 1 {
 		t.Fatalf("mounts at the shared mount: %v, want the daemon's one", m)
 	}
 }

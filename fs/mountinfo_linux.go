@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -102,4 +103,17 @@ func mountConnID(dir string) uint32 {
 		}
 	}
 	return id
+}
+
+// MountsUnder lists the mount points at or under dir, the latest first
+// (the order in which to detach them).
+func MountsUnder(dir string) []string {
+	var out []string
+	for _, e := range mounts() {
+		if e.dir == dir || strings.HasPrefix(e.dir, dir+"/") {
+			out = append(out, e.dir)
+		}
+	}
+	slices.Reverse(out)
+	return out
 }
