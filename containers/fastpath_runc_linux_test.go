@@ -5,6 +5,8 @@ import (
 	"os/exec"
 	"testing"
 
+	"github.com/tundevfs/tundevfs/internal/testenv"
+
 	"golang.org/x/sys/unix"
 
 	"github.com/tundevfs/tundevfs/jails"
@@ -49,7 +51,7 @@ func TestRuncFastPath(t *testing.T) {
 				t.Fatalf("fastsend: %s", got)
 			}
 			buf := make([]byte, 256)
-			n, _, err := unix.Recvfrom(s, buf, 0)
+			n, _, err := testenv.Recvfrom(s, buf)
 			if err != nil || string(buf[:n]) != "fast-"+tn.id {
 				t.Fatalf("UDP socket: %q, %v", buf[:max(n, 0)], err)
 			}

@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tundevfs/tundevfs/internal/testenv"
+
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 	"tags.cncf.io/container-device-interface/pkg/cdi"
@@ -463,7 +465,7 @@ func (tn *tunner) packet(t *testing.T) {
 		t.Fatalf("container %s: %s", tn.id, got)
 	}
 	buf := make([]byte, 256)
-	n, _, err := unix.Recvfrom(s, buf, 0)
+	n, _, err := testenv.Recvfrom(s, buf)
 	if err != nil || string(buf[:n]) != payload {
 		t.Fatalf("UDP socket in %s: %q, %v; want %q", tn.id, buf[:max(n, 0)], err, payload)
 	}

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tundevfs/tundevfs/internal/testenv"
+
 	"golang.org/x/sys/unix"
 
 	"github.com/tundevfs/tundevfs/daemon"
@@ -438,7 +440,7 @@ read done`
 		t.Fatalf("uid 1000 could not write: %s", stderr.String())
 	}
 	buf := make([]byte, 64)
-	n, _, err := unix.Recvfrom(sock, buf, 0)
+	n, _, err := testenv.Recvfrom(sock, buf)
 	if err != nil || string(buf[:n]) != "hi" {
 		t.Fatalf("socket in the stand-in got %q, %v", buf[:n], err)
 	}

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tundevfs/tundevfs/internal/testenv"
+
 	"golang.org/x/sys/unix"
 
 	"github.com/tundevfs/tundevfs/daemon"
@@ -193,7 +195,7 @@ func TestPerNetnsMount(t *testing.T) {
 		return err
 	})
 	buf := make([]byte, 64)
-	if n, _, err := unix.Recvfrom(sock, buf, 0); err != nil || string(buf[:n]) != "stays" {
+	if n, _, err := testenv.Recvfrom(sock, buf); err != nil || string(buf[:n]) != "stays" {
 		t.Fatalf("packet through a's fd from another namespace: %q, %v", buf[:max(n, 0)], err)
 	}
 

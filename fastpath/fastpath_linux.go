@@ -100,12 +100,22 @@ func ask(sock string, devFD int) (int, string, error) {
 	tv := unix.Timeval{Sec: 10}
 	unix.SetsockoptTimeval(s, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
 	unix.SetsockoptTimeval(s, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv)
-	if err := unix.Sendmsg(s, []byte(Request), unix.UnixRights(devFD), nil, 0); err != nil {
+	// A socket with a timeout is not restarted after a signal (socket(7)):
+	// the Go runtime's own signals (SIGURG preemption) would fail the call.
+	// A SEQPACKET send or receive that returns EINTR moved nothing.
+	err = retryEINTR(func() error {
+		return unix.Sendmsg(s, []byte(Request), unix.UnixRights(devFD), nil, unix.MSG_NOSIGNAL)
+	})
+	if err != nil {
 		return -1, "", fmt.Errorf("send to %s: %w", sock, err)
 	}
 	buf := make([]byte, 512)
 	oob := make([]byte, unix.CmsgSpace(4*4))
-	n, oobn, _, _, err := unix.Recvmsg(s, buf, oob, unix.MSG_CMSG_CLOEXEC)
+	var n, oobn int
+	err = retryEINTR(func() (err error) {
+		n, oobn, _, _, err = unix.Recvmsg(s, buf, oob, unix.MSG_CMSG_CLOEXEC)
+		return err
+	})
 	if err != nil {
 		return -1, "", fmt.Errorf("receive from %s: %w", sock, err)
 	}
@@ -133,6 +143,15 @@ func ask(sock string, devFD int) (int, string, error) {
 		return -1, "", fmt.Errorf("%s: closed without an answer: %w", sock, unix.ECONNRESET)
 	}
 	return -1, "", fmt.Errorf("%s: bad answer %q: %w", sock, reply, unix.EPROTO)
+}
+
+// retryEINTR calls f again for as long as it fails with EINTR.
+func retryEINTR(f func() error) error {
+	for {
+		if err := f(); !errors.Is(err, unix.EINTR) {
+			return err
+		}
+	}
 }
 
 // checkPeer refuses to hand the device file to a listener that is not

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/tundevfs/tundevfs/internal/testenv"
+
 	"golang.org/x/sys/unix"
 
 	"github.com/tundevfs/tundevfs/internal/itest"
@@ -61,7 +63,7 @@ func TestBatch(t *testing.T) {
 					t.Fatalf("batch write: %d of %d, %v", n, len(batch), err)
 				}
 				for k := base; k < base+100 && k < total; k++ {
-					n, _, err := unix.Recvfrom(s, buf, 0)
+					n, _, err := testenv.Recvfrom(s, buf)
 					if err != nil {
 						t.Fatalf("packet %d: %v", k, err)
 					}
@@ -148,7 +150,7 @@ func TestBatch(t *testing.T) {
 			if err != nil || n != len(rec) {
 				t.Fatalf("batch write with a bad second record: %d, %v; want %d", n, err, len(rec))
 			}
-			if n, _, err := unix.Recvfrom(s, buf, 0); err != nil || binary.BigEndian.Uint32(buf[:n]) != 7 {
+			if n, _, err := testenv.Recvfrom(s, buf); err != nil || binary.BigEndian.Uint32(buf[:n]) != 7 {
 				t.Fatalf("the good record before a bad one: %v", err)
 			}
 

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tundevfs/tundevfs/internal/testenv"
+
 	"golang.org/x/sys/unix"
 
 	"github.com/tundevfs/tundevfs/daemon"
@@ -257,7 +259,7 @@ func TestPackets(t *testing.T) {
 			want := []byte("hello from the device " + drv)
 			l.inject(t, 5000, want)
 			buf := make([]byte, 2048)
-			n, _, err := unix.Recvfrom(s, buf, 0)
+			n, _, err := testenv.Recvfrom(s, buf)
 			if err != nil {
 				t.Fatalf("recv: %v", err)
 			}
@@ -316,7 +318,7 @@ func TestExchange10k(t *testing.T) {
 					l.inject(t, 5000, binary.BigEndian.AppendUint32(nil, uint32(k)))
 				}
 				for k := base; k < base+window && k < total; k++ {
-					n, _, err := unix.Recvfrom(s, buf, 0)
+					n, _, err := testenv.Recvfrom(s, buf)
 					if err != nil {
 						t.Fatalf("packet %d: recv: %v", k, err)
 					}

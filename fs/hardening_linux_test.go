@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tundevfs/tundevfs/internal/testenv"
+
 	"golang.org/x/sys/unix"
 
 	"github.com/tundevfs/tundevfs/daemon"
@@ -231,7 +233,7 @@ func TestBatchWriteUnaligned(t *testing.T) {
 	}
 	rbuf := make([]byte, 2048)
 	for i := 0; i < k; i++ {
-		n, _, err := unix.Recvfrom(s, rbuf, 0)
+		n, _, err := testenv.Recvfrom(s, rbuf)
 		if err != nil {
 			t.Fatalf("packet %d of %d: %v", i, k, err)
 		}

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tundevfs/tundevfs/internal/testenv"
+
 	"golang.org/x/sys/unix"
 
 	"github.com/tundevfs/tundevfs/driver"
@@ -109,7 +111,7 @@ func (e *env) udp6Socket(t *testing.T, addr string, port int) int {
 func recvPayload(t *testing.T, s int) []byte {
 	t.Helper()
 	buf := make([]byte, 2048)
-	n, _, err := unix.Recvfrom(s, buf, 0)
+	n, _, err := testenv.Recvfrom(s, buf)
 	if err != nil {
 		t.Fatalf("recv: %v", err)
 	}

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tundevfs/tundevfs/internal/testenv"
+
 	"golang.org/x/sys/unix"
 
 	"github.com/tundevfs/tundevfs/daemon"
@@ -530,7 +532,7 @@ func TestSocatRelay(t *testing.T) {
 		buf := make([]byte, 100)
 		for k := 0; k < 10; k++ {
 			sendTo(t, tx, sd.local, 7000, []byte{byte(k)})
-			n, _, err := unix.Recvfrom(rx, buf, 0)
+			n, _, err := testenv.Recvfrom(rx, buf)
 			if err != nil || n != 1 || buf[0] != byte(k) {
 				t.Fatalf("datagram %d to %s across the relay: %x, %v", k, sd.local, buf[:max(n, 0)], err)
 			}

@@ -92,7 +92,12 @@ static int ask(int n, int devfd, char *ifname, size_t len)
 	c->cmsg_type = SCM_RIGHTS;
 	c->cmsg_len = CMSG_LEN(sizeof(int));
 	memcpy(CMSG_DATA(c), &devfd, sizeof(int));
-	if (sendmsg(s, &mh, MSG_NOSIGNAL) < 0)
+	/* SO_RCVTIMEO/SO_SNDTIMEO sockets are not restarted after a signal
+	 * (socket(7)); a SEQPACKET call that returns EINTR moved nothing. */
+	do
+		r = sendmsg(s, &mh, MSG_NOSIGNAL);
+	while (r < 0 && errno == EINTR);
+	if (r < 0)
 		goto fail;
 
 	memset(&mh, 0, sizeof mh);
@@ -103,7 +108,9 @@ static int ask(int n, int devfd, char *ifname, size_t len)
 	mh.msg_iovlen = 1;
 	mh.msg_control = ctl.buf;
 	mh.msg_controllen = sizeof ctl.buf;
-	r = recvmsg(s, &mh, MSG_CMSG_CLOEXEC);
+	do
+		r = recvmsg(s, &mh, MSG_CMSG_CLOEXEC);
+	while (r < 0 && errno == EINTR);
 	if (r < 0)
 		goto fail;
 	reply[r] = 0;
