@@ -8,7 +8,10 @@ package daemon
 // namespace, so it exists only there and needs no mount. It is closed when
 // the last jail on the namespace is removed (the remove callback), so it
 // never pins a namespace. Its accept loop is one goroutine parked on Go's
-// netpoller.
+// netpoller. Anyone in the namespace may connect: at most MaxConns
+// requests per listener are answered at once, each within RequestTimeout;
+// more connections wait in the kernel's backlog, holding nothing of the
+// daemon's.
 //
 // A received fd is a file of the daemon's own mounts (that is what it is
 // for), so it is never wrapped in an os.File nor read (golang/go#21014,
@@ -174,13 +177,15 @@ func (s *fastpathServer) serve(l *fastpathListener) {
 	defer close(l.done)
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	slots := make(chan struct{}, MaxConns)
 	for {
+		slots <- struct{}{} // freed when a request is answered
 		c, err := l.ln.AcceptUnix()
 		if err != nil {
 			return
 		}
 		// The deadline before the map: stop's deadline comes after it.
-		c.SetDeadline(time.Now().Add(5 * time.Second))
+		c.SetDeadline(time.Now().Add(RequestTimeout))
 		l.mu.Lock()
 		l.conns[c] = struct{}{}
 		l.mu.Unlock()
@@ -192,6 +197,7 @@ func (s *fastpathServer) serve(l *fastpathListener) {
 				delete(l.conns, c)
 				l.mu.Unlock()
 				c.Close()
+				<-slots
 			}()
 			s.answer(l, c)
 		}()

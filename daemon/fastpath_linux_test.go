@@ -2,6 +2,7 @@ package daemon_test
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -579,4 +580,65 @@ func TestFastPathShell(t *testing.T) {
 	if err == nil || strings.Contains(string(out), "ran") || !strings.Contains(string(out), "(EACCES)") {
 		t.Fatalf("fastpath on a read-only open: %v\n%s", err, out)
 	}
+}
+
+// TestFastPathConnCap: anyone in the namespace may connect to the fast-path
+// socket; connections that send nothing hold at most MaxConns of the
+// daemon's fds (and goroutines) at once, and none once they are gone.
+func TestFastPathConnCap(t *testing.T) {
+	ns, d := newDaemon(t)
+	dir := d.Mount(t, "")
+	sockets := func() int {
+		n := 0
+		for _, line := range strings.Split(fdList(t, d.Cmd.Process.Pid), "\n") {
+			if strings.Contains(line, "socket:") {
+				n++
+			}
+		}
+		return n
+	}
+	base := sockets()
+	const clients = 3 * daemon.MaxConns
+	var conns []int
+	t.Cleanup(func() {
+		for _, c := range conns {
+			unix.Close(c)
+		}
+	})
+	ns.Do(t, func() error {
+		for i := 0; i < clients; i++ {
+			c, err := unix.Socket(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				return err
+			}
+			conns = append(conns, c)
+			if err := unix.Connect(c, &unix.SockaddrUnix{Name: fastpath.SocketName}); err != nil {
+				return fmt.Errorf("connect %d: %w", i, err)
+			}
+		}
+		return nil
+	})
+	// The daemon takes what it may at once; give it time to take more.
+	// (The baseline may hold a control connection still closing: slack.)
+	const slack = 4
+	if !itest.WaitFor(func() bool { return sockets()-base >= daemon.MaxConns-slack }) {
+		t.Fatalf("the daemon accepted only %d of %d connections", sockets()-base, clients)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if got := sockets() - base; got > daemon.MaxConns+slack {
+		t.Fatalf("the daemon holds %d fast-path connections at once, want at most %d", got, daemon.MaxConns)
+	}
+	for _, c := range conns {
+		unix.Close(c)
+	}
+	conns = nil
+	if !itest.WaitFor(func() bool { return sockets() <= base }) {
+		t.Fatalf("daemon sockets %d after the clients left, %d before:\n%s", sockets(), base, fdList(t, d.Cmd.Process.Pid))
+	}
+	// And it still answers.
+	tunf, err := fastFD(t, ns, openDev(t, dir, "tun", os.O_RDWR))
+	if err != nil {
+		t.Fatalf("FastFD after the flood: %v", err)
+	}
+	tunf.Close()
 }
