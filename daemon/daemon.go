@@ -302,7 +302,7 @@ func (d *Daemon) handle(req Request, peer int) (any, error) {
 			}
 			return nil, d.MountPerNetns(req.Dir)
 		}
-		return nil, d.Mount(req.Jail, req.Dir, fs.Options{AllowOther: req.AllowOther, Debug: d.opts.Debug})
+		return nil, d.Mount(req.Jail, req.Dir, MountOptions{AllowOther: req.AllowOther})
 	case "pernetns-ensure":
 		return nil, d.ensurePerNetns(req.Dir)
 	case "umount":
@@ -362,8 +362,19 @@ func (d *Daemon) jail(name string) (*jails.Jail, error) {
 	return j, nil
 }
 
+// MountOptions are what a client chooses about a mount of a jail's device
+// directory; the rest (debug logging, the logger) is the daemon's.
+type MountOptions struct {
+	// AllowOther lets users other than the mounter use the mount.
+	AllowOther bool
+}
+
+// IsTundevfsMount reports whether dir is a tundevfs mount point, live or
+// left by a dead daemon (the CLI's umount of a stale mount asks it).
+func IsTundevfsMount(dir string) bool { return fs.IsTundevfsMount(dir) }
+
 // Mount mounts jail's device directory at dir.
-func (d *Daemon) Mount(jail, dir string, opts fs.Options) error {
+func (d *Daemon) Mount(jail, dir string, mo MountOptions) error {
 	if dir == "" || !filepath.IsAbs(dir) {
 		return fmt.Errorf("mount %q: need an absolute directory", dir)
 	}
@@ -378,7 +389,7 @@ func (d *Daemon) Mount(jail, dir string, opts fs.Options) error {
 	if err != nil {
 		return fmt.Errorf("mount %s: %w", dir, err)
 	}
-	return d.mount(j, dir, opts, false)
+	return d.mount(j, dir, fs.Options{AllowOther: mo.AllowOther, Debug: d.opts.Debug}, false)
 }
 
 // mountInternal mounts a jail's /dev for commands run in it: standard

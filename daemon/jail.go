@@ -211,7 +211,7 @@ func (d *Daemon) CreateJail(p *JailParams) (*jails.Jail, error) {
 		}
 		// Meant for other users (containers): allow_other, with the
 		// kernel enforcing the nodes' owner and mode.
-		if err := d.Mount(j.Name(), p.Path, fs.Options{AllowOther: true, Debug: d.opts.Debug}); err != nil {
+		if err := d.Mount(j.Name(), p.Path, MountOptions{AllowOther: true}); err != nil {
 			return fail(err)
 		}
 	}

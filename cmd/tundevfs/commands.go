@@ -16,7 +16,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tundevfs/tundevfs/daemon"
-	"github.com/tundevfs/tundevfs/fs"
 )
 
 func newDaemonCmd(g *globals) *cobra.Command {
@@ -85,7 +84,7 @@ func newMountCmd(g *globals) *cobra.Command {
 						if perNetns {
 							return d.MountPerNetns(dir)
 						}
-						return d.Mount(jail, dir, fs.Options{AllowOther: allowOther})
+						return d.Mount(jail, dir, daemon.MountOptions{AllowOther: allowOther})
 					})
 				}
 				if _, err := daemon.Call(g.socket, req); err != nil {
@@ -178,7 +177,7 @@ func newUmountCmd(g *globals) *cobra.Command {
 				return err
 			}
 			// No daemon serves it: a stale mount, or none at all.
-			if !fs.IsTundevfsMount(dir) {
+			if !daemon.IsTundevfsMount(dir) {
 				return fmt.Errorf("umount %s: not a tundevfs mount", dir)
 			}
 			if uerr := unix.Unmount(dir, 0); uerr != nil {
