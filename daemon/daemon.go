@@ -148,7 +148,7 @@ func New(opts Options) (*Daemon, error) {
 	d := &Daemon{
 		opts:      opts,
 		logger:    opts.Logger,
-		jails:     jails.NewRegistry(host, clonehandler.DefaultPolicy()),
+		jails:     jails.NewRegistry(host, hostSettings(opts.DeviceLimit)),
 		clones:    &clonehandler.Registry{},
 		ln:        ln,
 		unsock:    unsock,
@@ -162,7 +162,7 @@ func New(opts Options) (*Daemon, error) {
 		owners:    make(map[watchKey]*os.File),
 	}
 	d.devices = driver.NewManager(d.jails, opts.Logger)
-	if err := d.devices.SetLimit(d.jails.Host(), opts.DeviceLimit); err != nil {
+	if err := d.devices.SetLimit(d.jails.Host(), d.jails.Host().Settings().MaxDevices); err != nil {
 		ln.Close()
 		unsock()
 		dropStateDir(opts.Socket, stateFd)
@@ -179,7 +179,7 @@ func New(opts Options) (*Daemon, error) {
 	d.unreg = d.jails.RegisterRemove(d.unmountJail)
 	d.fast = newFastpathServer(d)
 	d.unregFP = d.jails.RegisterRemove(d.fast.removeJail)
-	d.fast.addJail(d.jails.Host(), true)
+	d.fast.addJail(d.jails.Host(), !d.jails.Host().Settings().NoFastPath)
 	if opts.NetnsDev != "" {
 		if err := d.MountPerNetns(opts.NetnsDev); err != nil {
 			d.Close()
@@ -187,6 +187,16 @@ func New(opts Options) (*Daemon, error) {
 		}
 	}
 	return d, nil
+}
+
+// hostSettings are the host jail's: the defaults, with the daemon's
+// device limit (0: driver.DefaultDeviceLimit).
+func hostSettings(limit int) jails.Settings {
+	s := DefaultSettings()
+	if limit > 0 {
+		s.MaxDevices = limit
+	}
+	return s
 }
 
 // Jails returns the jail registry.

@@ -131,10 +131,10 @@ func FuzzParseJailParams(f *testing.F) {
 		if p.Path != "" && (!filepath.IsAbs(p.Path) || p.Path == "/" || filepath.Clean(p.Path) != p.Path) {
 			t.Fatalf("accepted path %q", p.Path)
 		}
-		if p.Policy == nil || p.Policy.Owner.Mode > 0o777 {
-			t.Fatalf("accepted policy %+v", p.Policy)
+		if p.Settings.Owner.Mode > 0o777 {
+			t.Fatalf("accepted settings %+v", p.Settings)
 		}
-		if l := p.Policy.Limit; l != 0 && (l < 1 || l > driver.MaxUnit+1) {
+		if l := p.Settings.MaxDevices; l < 1 || l > driver.MaxUnit+1 {
 			t.Fatalf("accepted max_devices %d", l)
 		}
 	})
