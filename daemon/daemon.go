@@ -259,14 +259,14 @@ func (d *Daemon) serveConn(c *net.UnixConn) {
 	req, err := ReadRequest(c)
 	var resp Response
 	if err != nil {
-		resp.Error = err.Error()
+		resp = failure(err)
 	} else {
-		if req.Op == "wait" {
+		if req.Op == OpWait {
 			release() // it may wait for long, and costs one goroutine
 		} else {
 			dedicatedThread() // not before: a locked goroutine parks its thread
 		}
-		counted := req.Op != "ping"
+		counted := req.Op != OpPing
 		if counted {
 			d.mu.Lock()
 			d.active++
@@ -277,20 +277,20 @@ func (d *Daemon) serveConn(c *net.UnixConn) {
 			d.mu.Lock()
 			d.active--
 			d.mu.Unlock()
-			if req.Op == "umount" && err == nil {
+			if req.Op == OpUmount && err == nil {
 				d.awaitShutdown(d.checkIdle())
 			} else {
 				defer d.checkIdle()
 			}
 		}
 		if err != nil {
-			resp.Error = err.Error()
+			resp = failure(err)
 		} else {
 			resp.OK = true
 			if data != nil {
 				resp.Data, err = json.Marshal(data)
 				if err != nil {
-					resp.OK, resp.Error = false, err.Error()
+					resp = failure(err)
 				}
 			}
 		}
@@ -300,12 +300,13 @@ func (d *Daemon) serveConn(c *net.UnixConn) {
 	c.Write(append(b, '\n'))
 }
 
-// handle runs one request; peer is the client's pid (0 if unknown).
+// handle runs one request that ReadRequest accepted; peer is the
+// client's pid (0 if unknown).
 func (d *Daemon) handle(req Request, peer int) (any, error) {
 	switch req.Op {
-	case "ping":
+	case OpPing:
 		return os.Getpid(), nil
-	case "mount":
+	case OpMount:
 		if req.PerNetns {
 			if req.Jail != "" {
 				return nil, fmt.Errorf("mount %s: a per-netns mount shows every jail; no --jail", req.Dir)
@@ -313,27 +314,27 @@ func (d *Daemon) handle(req Request, peer int) (any, error) {
 			return nil, d.MountPerNetns(req.Dir)
 		}
 		return nil, d.Mount(req.Jail, req.Dir, MountOptions{AllowOther: req.AllowOther})
-	case "pernetns-ensure":
+	case OpPerNetnsEnsure:
 		return nil, d.ensurePerNetns(req.Dir)
-	case "umount":
+	case OpUmount:
 		return nil, d.Unmount(req.Dir)
-	case "wait":
+	case OpWait:
 		return nil, d.waitMount(req.Dir)
-	case "status":
+	case OpStatus:
 		return d.Status(), nil
-	case "ifconfig":
+	case OpIfconfig:
 		return d.ifconfig(req.Jail, req.Args)
-	case "sysctl":
+	case OpSysctl:
 		return d.sysctl(req.Args)
-	case "stacks":
+	case OpStacks:
 		buf := make([]byte, 1<<20)
 		return string(buf[:runtime.Stack(buf, true)]), nil
-	case "jail-create":
+	case OpJailCreate:
 		p, err := ParseJailParams(req.Args)
 		if err != nil {
 			return nil, err
 		}
-		p.HasParent = req.Dir == "command"
+		p.HasParent = req.Command
 		if p.HasParent {
 			p.ClientPID = peer
 		}
@@ -342,19 +343,20 @@ func (d *Daemon) handle(req Request, peer int) (any, error) {
 			return nil, err
 		}
 		return d.jailInfo(j), nil
-	case "jail-watch":
-		return nil, d.watchCommand(req.Jail, req.Args, peer)
-	case "jail-remove":
+	case OpJailWatch:
+		return nil, d.watchCommand(req.Jail, req.PID, peer)
+	case OpJailRemove:
 		return nil, d.RemoveJail(req.Jail)
-	case "jls":
-		return d.jailInfos(len(req.Args) > 0 && req.Args[0] == "-d"), nil
-	case "jail-exec":
+	case OpJls:
+		return d.jailInfos(req.Dying), nil
+	case OpJailExec:
 		return d.execInfo(req.Jail)
-	case "shutdown":
+	case OpShutdown:
 		go d.Close()
 		return nil, nil
 	}
-	return nil, fmt.Errorf("unknown request %q", req.Op)
+	// ReadRequest refuses what opFields does not list.
+	return nil, fmt.Errorf("%w %q (no handler)", ErrUnknownOp, string(req.Op))
 }
 
 // jail finds a jail by name; empty means host.
@@ -412,7 +414,7 @@ func (d *Daemon) mount(j *jails.Jail, dir string, opts fs.Options, internal bool
 	d.mu.Lock()
 	if d.closed {
 		d.mu.Unlock()
-		return fmt.Errorf("mount %s: daemon is shutting down", dir)
+		return fmt.Errorf("mount %s: %w", dir, ErrShuttingDown)
 	}
 	if _, ok := d.mounts[dir]; ok {
 		d.mu.Unlock()
@@ -537,7 +539,7 @@ func (d *Daemon) mountAt(dir string) *fs.Mount {
 func (d *Daemon) Unmount(dir string) error {
 	m := d.mountAt(dir)
 	if m == nil {
-		return fmt.Errorf("umount %s: not a tundevfs mount of this daemon", dir)
+		return fmt.Errorf("umount %s: %w", dir, ErrNotMounted)
 	}
 	d.mu.Lock()
 	forgotten := d.forgotten[m]
