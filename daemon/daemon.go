@@ -1,7 +1,9 @@
 // Package daemon is the tundevfs daemon: it owns the jail registry, the
 // device manager, the clone handlers and the mounts, and serves the control
 // socket that the CLI talks to (one JSON request and one JSON answer per
-// connection).
+// connection: typed ops and the fields each takes in protocol.go and
+// request.go; a failure's code names its sentinel, errcodes.go, so that
+// clients get errors.Is back).
 //
 // Contract:
 //   - The host jail is the network namespace the daemon started in.

@@ -122,7 +122,7 @@ func failure(err error) Response {
 func remoteError(resp Response, socket string) error {
 	e := &RemoteError{Msg: resp.Error, Code: resp.Code, Err: sentinelOf(resp.Code)}
 	if resp.Code == "" && oldDaemonRefusal(resp.Error) {
-		return fmt.Errorf("%w at %s: it refused this request (%s); restart it with the new tundevfs: %w", ErrOldDaemon, socket, resp.Error, e)
+		return fmt.Errorf("%w (it answered: %w); restart the daemon at %s with this version", ErrOldDaemon, e, socket)
 	}
 	return e
 }

@@ -315,7 +315,7 @@ func TestCallErrors(t *testing.T) {
 		return []byte(`{"ok":false,"error":"bad request: json: unknown field \"dying\""}`)
 	})
 	_, err = Call(old, Request{Op: OpJls, Dying: true})
-	if !errors.Is(err, ErrOldDaemon) || !strings.Contains(err.Error(), `unknown field "dying"`) || !strings.Contains(err.Error(), "restart it") {
+	if !errors.Is(err, ErrOldDaemon) || !strings.Contains(err.Error(), `unknown field "dying"`) || !strings.Contains(err.Error(), "restart the daemon at "+old) {
 		t.Errorf("old daemon: %v", err)
 	}
 	// Its other failures keep their message, with no sentinel.
