@@ -191,14 +191,16 @@ func (d *Daemon) CreateJail(p *JailParams) (*jails.Jail, error) {
 		}
 		return nil, err
 	}
+	// Each subsystem that keeps part of the settings gets it from the
+	// jail: the fast path's switch here (before any watch may remove the
+	// jail), the driver's limit below. Cloning policy and node owner are
+	// read where they are used (clonehandler).
+	d.fast.addJail(j, !j.Settings().NoFastPath)
 	fail := func(err error) (*jails.Jail, error) {
 		if rerr := d.jails.Remove(j.Name()); rerr != nil {
 			d.logger.Printf("jail %s: undo: %v", j.Name(), rerr)
 		}
 		return nil, err
-	}
-	if err := d.applySettings(j); err != nil {
-		return fail(fmt.Errorf("jail %s: %w", p.Name, err))
 	}
 	if pidfd >= 0 {
 		d.startWatch(watchKey{j, "owner"}, os.NewFile(uintptr(pidfd), "pidfd"))
@@ -210,7 +212,7 @@ func (d *Daemon) CreateJail(p *JailParams) (*jails.Jail, error) {
 			return fail(err)
 		}
 	}
-	if err := d.devices.SetLimit(j, p.Settings.MaxDevices); err != nil {
+	if err := d.devices.SetLimit(j, j.Settings().MaxDevices); err != nil {
 		return fail(fmt.Errorf("jail %s: %w", p.Name, err))
 	}
 	if p.Path != "" {
@@ -227,16 +229,6 @@ func (d *Daemon) CreateJail(p *JailParams) (*jails.Jail, error) {
 		}
 	}
 	return j, nil
-}
-
-// applySettings hands the parts of j's settings that other subsystems keep
-// to them: the device limit to the driver, the fast path's switch to the
-// fast path server. Cloning policy and node owner are read from the jail
-// where they are used (clonehandler).
-func (d *Daemon) applySettings(j *jails.Jail) error {
-	s := j.Settings()
-	d.fast.addJail(j, !s.NoFastPath)
-	return d.devices.SetLimit(j, s.MaxDevices)
 }
 
 // watchOwner removes the jail when the process whose namespace it adopted
