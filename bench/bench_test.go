@@ -17,7 +17,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tundevfs/tundevfs/daemon"
-	"github.com/tundevfs/tundevfs/fs"
 	"github.com/tundevfs/tundevfs/internal/itest"
 )
 
@@ -92,7 +91,7 @@ func newBenchEnv() (e *benchEnv, err error) {
 		return e, err
 	}
 	go e.d.Serve()
-	if err := e.d.Mount("", dir, fs.Options{}); err != nil {
+	if err := e.d.Mount("", dir, daemon.MountOptions{}); err != nil {
 		return e, err
 	}
 	e.dd = deviceDir{dir: dir, destroy: func(name string) error {

@@ -239,7 +239,7 @@ func (d *Daemon) Unmount(dir string) error {
 // Jails lists the daemon's jails, dying ones included (jls -d).
 func (d *Daemon) Jails() ([]daemon.JailInfo, error) {
 	var js []daemon.JailInfo
-	err := d.call(daemon.Request{Op: "jls", Args: []string{"-d"}}, &js)
+	err := d.call(daemon.Request{Op: daemon.OpJls, Dying: true}, &js)
 	return js, err
 }
 

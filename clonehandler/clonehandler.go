@@ -7,7 +7,7 @@
 //     answers for it: a device, holding one RefClone reference that the
 //     invoker gives up once the kernel holds the node, or an error.
 //   - Cloning is privileged (PRIV_NET_IFCREATE): uid 0, or a uid or group the
-//     jail's Policy allows; tap and vmnet also with net.link.tap.user_open.
+//     jail's settings allow (jails.Settings: clone_uid=, clone_gid=); tap and vmnet also with net.link.tap.user_open.
 //     Refusals are ErrDenied, which the filesystem reports as ENOENT.
 //   - devfs clones and ifconfig creates both end in driver.Manager.Create;
 //     only the Origin differs, and with it the extra reference.
@@ -36,25 +36,10 @@ type Cred struct {
 	PID      uint32
 }
 
-// Policy is a jail's cloning policy and node ownership.
-type Policy struct {
-	AllowUIDs []uint32     `json:"allow_uids,omitempty"`
-	AllowGIDs []uint32     `json:"allow_gids,omitempty"`
-	Owner     driver.Owner `json:"owner"`
-	Limit     int          `json:"limit,omitempty"`
-}
-
-// DefaultPolicy is root:root 0600 and root-only cloning.
-func DefaultPolicy() *Policy {
-	return &Policy{Owner: driver.Owner{UID: 0, GID: 0, Mode: 0o600}, Limit: driver.DefaultDeviceLimit}
-}
-
-// PolicyOf returns the jail's policy.
-func PolicyOf(j *jails.Jail) *Policy {
-	if p, ok := j.Settings().(*Policy); ok && p != nil {
-		return p
-	}
-	return DefaultPolicy()
+// ownerOf is the owner of the nodes made in j (its dev_uid=, dev_gid=,
+// dev_mode= settings).
+func ownerOf(j *jails.Jail) driver.Owner {
+	return driver.Owner(j.Settings().Owner)
 }
 
 // Request is one clone request.
@@ -131,7 +116,7 @@ func (t TunTap) Permit(r Request) error {
 	if !t.M.Knobs().DevfsCloning(drv) {
 		return fmt.Errorf("clone %s: %w", r.Name, ErrCloningOff)
 	}
-	if !mayClone(PolicyOf(r.Jail), drv, r.Cred, t.M.Knobs()) {
+	if !mayClone(r.Jail.Settings(), drv, r.Cred, t.M.Knobs()) {
 		return fmt.Errorf("clone %s: uid %d: %w", r.Name, r.Cred.UID, ErrDenied)
 	}
 	return nil
@@ -143,7 +128,7 @@ func (t TunTap) Clone(r Request) (*driver.Device, error) {
 		return nil, err
 	}
 	drv, unit, _ := driver.ParseName(r.Name)
-	return t.M.Create(r.Jail, drv, unit, driver.DevfsClone, PolicyOf(r.Jail).Owner)
+	return t.M.Create(r.Jail, drv, unit, driver.DevfsClone, ownerOf(r.Jail))
 }
 
 // IfconfigCreate is `ifconfig NAME create` (tun_clone_create()): the same
@@ -154,10 +139,10 @@ func IfconfigCreate(m *driver.Manager, j *jails.Jail, name string) (*driver.Devi
 	if !ok {
 		return nil, fmt.Errorf("create %s: %w", name, driver.ErrBadName)
 	}
-	return m.Create(j, drv, unit, driver.IfconfigCreate, PolicyOf(j).Owner)
+	return m.Create(j, drv, unit, driver.IfconfigCreate, ownerOf(j))
 }
 
-func mayClone(p *Policy, drv *driver.Driver, c Cred, k *driver.Knobs) bool {
+func mayClone(p jails.Settings, drv *driver.Driver, c Cred, k *driver.Knobs) bool {
 	if c.UID == 0 {
 		return true
 	}

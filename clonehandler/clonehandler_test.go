@@ -53,11 +53,11 @@ func TestMayClone(t *testing.T) {
 	if err != nil {
 		t.Skip("no netns handle: ", err)
 	}
-	reg := jails.NewRegistry(host, nil)
+	reg := jails.NewRegistry(host, jails.Settings{})
 	m := driver.NewManager(reg, nil)
 	defer func() { reg.Shutdown(); m.Close() }()
 	k := m.Knobs()
-	pol := &Policy{AllowUIDs: []uint32{1000}, AllowGIDs: []uint32{50}}
+	pol := jails.Settings{AllowUIDs: []uint32{1000}, AllowGIDs: []uint32{50}}
 	for _, tc := range []struct {
 		name    string
 		drv     *driver.Driver

@@ -80,8 +80,8 @@ func hookCreate(st *specs.State, o HookOptions) error {
 	if err := ensureDaemon(o); err != nil {
 		return fail(err)
 	}
-	if _, err := daemon.Call(o.Socket, daemon.Request{Op: "jail-create", Args: args}); err != nil {
-		if strings.Contains(err.Error(), jails.ErrExists.Error()) && sameJail(o.Socket, st) {
+	if _, err := daemon.Call(o.Socket, daemon.Request{Op: daemon.OpJailCreate, Args: args}); err != nil {
+		if errors.Is(err, jails.ErrExists) && sameJail(o.Socket, st) {
 			return nil // run twice (prestart and createRuntime): done already
 		}
 		return fail(err)

@@ -3,7 +3,6 @@ package containers
 import (
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -17,7 +16,7 @@ import (
 // container's network namespace already.
 func sameJail(socket string, st *specs.State) bool {
 	var js []daemon.JailInfo
-	if err := daemon.CallInto(socket, daemon.Request{Op: "jls"}, &js); err != nil {
+	if err := daemon.CallInto(socket, daemon.Request{Op: daemon.OpJls}, &js); err != nil {
 		return false
 	}
 	var sb unix.Stat_t
@@ -35,8 +34,8 @@ func sameJail(socket string, st *specs.State) bool {
 // hookRemove removes the container's jail; a jail already gone (its
 // process exited first) or a daemon that is not running is success.
 func hookRemove(st *specs.State, o HookOptions) error {
-	_, err := daemon.Call(o.Socket, daemon.Request{Op: "jail-remove", Jail: st.ID})
-	if err == nil || errors.Is(err, daemon.ErrNoDaemon) || strings.Contains(err.Error(), jails.ErrNotFound.Error()) {
+	_, err := daemon.Call(o.Socket, daemon.Request{Op: daemon.OpJailRemove, Jail: st.ID})
+	if err == nil || errors.Is(err, daemon.ErrNoDaemon) || errors.Is(err, jails.ErrNotFound) {
 		return nil
 	}
 	return fmt.Errorf("oci-hook: container %s: %w", st.ID, err)
@@ -46,7 +45,7 @@ func hookRemove(st *specs.State, o HookOptions) error {
 // answers at o.Socket, and makes sure the per-netns mount is at
 // o.NetnsDev.
 func ensureDaemon(o HookOptions) error {
-	_, err := daemon.Call(o.Socket, daemon.Request{Op: "ping"})
+	_, err := daemon.Call(o.Socket, daemon.Request{Op: daemon.OpPing})
 	if errors.Is(err, daemon.ErrNoDaemon) {
 		err = spawnDaemon(o)
 	}
@@ -56,7 +55,7 @@ func ensureDaemon(o HookOptions) error {
 	if o.NetnsDev == "" {
 		return nil
 	}
-	_, err = daemon.Call(o.Socket, daemon.Request{Op: "pernetns-ensure", Dir: o.NetnsDev})
+	_, err = daemon.Call(o.Socket, daemon.Request{Op: daemon.OpPerNetnsEnsure, Dir: o.NetnsDev})
 	return err
 }
 

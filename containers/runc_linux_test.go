@@ -361,7 +361,7 @@ func links(t *testing.T, nsPath string) []string {
 func (e *env) jails(t *testing.T) []string {
 	t.Helper()
 	var js []daemon.JailInfo
-	e.d.Call(t, daemon.Request{Op: "jls", Args: []string{"-d"}}, &js)
+	e.d.Call(t, daemon.Request{Op: daemon.OpJls, Dying: true}, &js)
 	var names []string
 	for _, j := range js {
 		if j.JID != 0 {

@@ -1,7 +1,9 @@
 // Package daemon is the tundevfs daemon: it owns the jail registry, the
 // device manager, the clone handlers and the mounts, and serves the control
 // socket that the CLI talks to (one JSON request and one JSON answer per
-// connection).
+// connection: typed ops and the fields each takes in protocol.go and
+// request.go; a failure's code names its sentinel, errcodes.go, so that
+// clients get errors.Is back).
 //
 // Contract:
 //   - The host jail is the network namespace the daemon started in.
@@ -148,7 +150,7 @@ func New(opts Options) (*Daemon, error) {
 	d := &Daemon{
 		opts:      opts,
 		logger:    opts.Logger,
-		jails:     jails.NewRegistry(host, clonehandler.DefaultPolicy()),
+		jails:     jails.NewRegistry(host, hostSettings(opts.DeviceLimit)),
 		clones:    &clonehandler.Registry{},
 		ln:        ln,
 		unsock:    unsock,
@@ -162,7 +164,7 @@ func New(opts Options) (*Daemon, error) {
 		owners:    make(map[watchKey]*os.File),
 	}
 	d.devices = driver.NewManager(d.jails, opts.Logger)
-	if err := d.devices.SetLimit(d.jails.Host(), opts.DeviceLimit); err != nil {
+	if err := d.devices.SetLimit(d.jails.Host(), d.jails.Host().Settings().MaxDevices); err != nil {
 		ln.Close()
 		unsock()
 		dropStateDir(opts.Socket, stateFd)
@@ -179,7 +181,7 @@ func New(opts Options) (*Daemon, error) {
 	d.unreg = d.jails.RegisterRemove(d.unmountJail)
 	d.fast = newFastpathServer(d)
 	d.unregFP = d.jails.RegisterRemove(d.fast.removeJail)
-	d.fast.addJail(d.jails.Host(), true)
+	d.fast.addJail(d.jails.Host(), !d.jails.Host().Settings().NoFastPath)
 	if opts.NetnsDev != "" {
 		if err := d.MountPerNetns(opts.NetnsDev); err != nil {
 			d.Close()
@@ -187,6 +189,16 @@ func New(opts Options) (*Daemon, error) {
 		}
 	}
 	return d, nil
+}
+
+// hostSettings are the host jail's: the defaults, with the daemon's
+// device limit (0: driver.DefaultDeviceLimit).
+func hostSettings(limit int) jails.Settings {
+	s := DefaultSettings()
+	if limit > 0 {
+		s.MaxDevices = limit
+	}
+	return s
 }
 
 // Jails returns the jail registry.
@@ -249,14 +261,14 @@ func (d *Daemon) serveConn(c *net.UnixConn) {
 	req, err := ReadRequest(c)
 	var resp Response
 	if err != nil {
-		resp.Error = err.Error()
+		resp = failure(err)
 	} else {
-		if req.Op == "wait" {
+		if req.Op == OpWait {
 			release() // it may wait for long, and costs one goroutine
 		} else {
 			dedicatedThread() // not before: a locked goroutine parks its thread
 		}
-		counted := req.Op != "ping"
+		counted := req.Op != OpPing
 		if counted {
 			d.mu.Lock()
 			d.active++
@@ -267,20 +279,20 @@ func (d *Daemon) serveConn(c *net.UnixConn) {
 			d.mu.Lock()
 			d.active--
 			d.mu.Unlock()
-			if req.Op == "umount" && err == nil {
+			if req.Op == OpUmount && err == nil {
 				d.awaitShutdown(d.checkIdle())
 			} else {
 				defer d.checkIdle()
 			}
 		}
 		if err != nil {
-			resp.Error = err.Error()
+			resp = failure(err)
 		} else {
 			resp.OK = true
 			if data != nil {
 				resp.Data, err = json.Marshal(data)
 				if err != nil {
-					resp.OK, resp.Error = false, err.Error()
+					resp = failure(err)
 				}
 			}
 		}
@@ -290,40 +302,41 @@ func (d *Daemon) serveConn(c *net.UnixConn) {
 	c.Write(append(b, '\n'))
 }
 
-// handle runs one request; peer is the client's pid (0 if unknown).
+// handle runs one request that ReadRequest accepted; peer is the
+// client's pid (0 if unknown).
 func (d *Daemon) handle(req Request, peer int) (any, error) {
 	switch req.Op {
-	case "ping":
+	case OpPing:
 		return os.Getpid(), nil
-	case "mount":
+	case OpMount:
 		if req.PerNetns {
 			if req.Jail != "" {
 				return nil, fmt.Errorf("mount %s: a per-netns mount shows every jail; no --jail", req.Dir)
 			}
 			return nil, d.MountPerNetns(req.Dir)
 		}
-		return nil, d.Mount(req.Jail, req.Dir, fs.Options{AllowOther: req.AllowOther, Debug: d.opts.Debug})
-	case "pernetns-ensure":
+		return nil, d.Mount(req.Jail, req.Dir, MountOptions{AllowOther: req.AllowOther})
+	case OpPerNetnsEnsure:
 		return nil, d.ensurePerNetns(req.Dir)
-	case "umount":
+	case OpUmount:
 		return nil, d.Unmount(req.Dir)
-	case "wait":
+	case OpWait:
 		return nil, d.waitMount(req.Dir)
-	case "status":
+	case OpStatus:
 		return d.Status(), nil
-	case "ifconfig":
+	case OpIfconfig:
 		return d.ifconfig(req.Jail, req.Args)
-	case "sysctl":
+	case OpSysctl:
 		return d.sysctl(req.Args)
-	case "stacks":
+	case OpStacks:
 		buf := make([]byte, 1<<20)
 		return string(buf[:runtime.Stack(buf, true)]), nil
-	case "jail-create":
+	case OpJailCreate:
 		p, err := ParseJailParams(req.Args)
 		if err != nil {
 			return nil, err
 		}
-		p.HasParent = req.Dir == "command"
+		p.HasParent = req.Command
 		if p.HasParent {
 			p.ClientPID = peer
 		}
@@ -332,19 +345,20 @@ func (d *Daemon) handle(req Request, peer int) (any, error) {
 			return nil, err
 		}
 		return d.jailInfo(j), nil
-	case "jail-watch":
-		return nil, d.watchCommand(req.Jail, req.Args, peer)
-	case "jail-remove":
+	case OpJailWatch:
+		return nil, d.watchCommand(req.Jail, req.PID, peer)
+	case OpJailRemove:
 		return nil, d.RemoveJail(req.Jail)
-	case "jls":
-		return d.jailInfos(len(req.Args) > 0 && req.Args[0] == "-d"), nil
-	case "jail-exec":
+	case OpJls:
+		return d.jailInfos(req.Dying), nil
+	case OpJailExec:
 		return d.execInfo(req.Jail)
-	case "shutdown":
+	case OpShutdown:
 		go d.Close()
 		return nil, nil
 	}
-	return nil, fmt.Errorf("unknown request %q", req.Op)
+	// ReadRequest refuses what opFields does not list.
+	return nil, fmt.Errorf("%w %q (no handler)", ErrUnknownOp, string(req.Op))
 }
 
 // jail finds a jail by name; empty means host.
@@ -362,8 +376,19 @@ func (d *Daemon) jail(name string) (*jails.Jail, error) {
 	return j, nil
 }
 
+// MountOptions are what a client chooses about a mount of a jail's device
+// directory; the rest (debug logging, the logger) is the daemon's.
+type MountOptions struct {
+	// AllowOther lets users other than the mounter use the mount.
+	AllowOther bool
+}
+
+// IsTundevfsMount reports whether dir is a tundevfs mount point, live or
+// left by a dead daemon (the CLI's umount of a stale mount asks it).
+func IsTundevfsMount(dir string) bool { return fs.IsTundevfsMount(dir) }
+
 // Mount mounts jail's device directory at dir.
-func (d *Daemon) Mount(jail, dir string, opts fs.Options) error {
+func (d *Daemon) Mount(jail, dir string, mo MountOptions) error {
 	if dir == "" || !filepath.IsAbs(dir) {
 		return fmt.Errorf("mount %q: need an absolute directory", dir)
 	}
@@ -378,7 +403,7 @@ func (d *Daemon) Mount(jail, dir string, opts fs.Options) error {
 	if err != nil {
 		return fmt.Errorf("mount %s: %w", dir, err)
 	}
-	return d.mount(j, dir, opts, false)
+	return d.mount(j, dir, fs.Options{AllowOther: mo.AllowOther, Debug: d.opts.Debug}, false)
 }
 
 // mountInternal mounts a jail's /dev for commands run in it: standard
@@ -391,7 +416,7 @@ func (d *Daemon) mount(j *jails.Jail, dir string, opts fs.Options, internal bool
 	d.mu.Lock()
 	if d.closed {
 		d.mu.Unlock()
-		return fmt.Errorf("mount %s: daemon is shutting down", dir)
+		return fmt.Errorf("mount %s: %w", dir, ErrShuttingDown)
 	}
 	if _, ok := d.mounts[dir]; ok {
 		d.mu.Unlock()
@@ -516,7 +541,7 @@ func (d *Daemon) mountAt(dir string) *fs.Mount {
 func (d *Daemon) Unmount(dir string) error {
 	m := d.mountAt(dir)
 	if m == nil {
-		return fmt.Errorf("umount %s: not a tundevfs mount of this daemon", dir)
+		return fmt.Errorf("umount %s: %w", dir, ErrNotMounted)
 	}
 	d.mu.Lock()
 	forgotten := d.forgotten[m]

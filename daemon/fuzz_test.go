@@ -34,6 +34,13 @@ func FuzzReadRequest(f *testing.F) {
 		`{"op":"mount","dir":"/mnt/dev","jail":"j1","allow_other":true}` + "\n",
 		`{"op":"jail-create","args":["name=x","vnet","persist"],"dir":"command"}` + "\n",
 		`{"op":"jail-watch","jail":"x","args":["42"]}`,
+		`{"op":"jail-create","args":["name=x","vnet","persist"],"command":true}` + "\n",
+		`{"op":"jail-watch","jail":"x","pid":42}`,
+		`{"op":"jls","dying":true}`,
+		`{"op":"jls","dir":""}`,
+		`{"op":"frob"}`,
+		`{"OP":"ping"}`,
+		`null`,
 		`{"op":"status"}{"op":"ping"}` + "\n",
 		`{"op":""}` + "\n",
 		`{"op":"ping","bogus":1}` + "\n",
@@ -131,10 +138,10 @@ func FuzzParseJailParams(f *testing.F) {
 		if p.Path != "" && (!filepath.IsAbs(p.Path) || p.Path == "/" || filepath.Clean(p.Path) != p.Path) {
 			t.Fatalf("accepted path %q", p.Path)
 		}
-		if p.Policy == nil || p.Policy.Owner.Mode > 0o777 {
-			t.Fatalf("accepted policy %+v", p.Policy)
+		if p.Settings.Owner.Mode > 0o777 {
+			t.Fatalf("accepted settings %+v", p.Settings)
 		}
-		if l := p.Policy.Limit; l != 0 && (l < 1 || l > driver.MaxUnit+1) {
+		if l := p.Settings.MaxDevices; l < 1 || l > driver.MaxUnit+1 {
 			t.Fatalf("accepted max_devices %d", l)
 		}
 	})

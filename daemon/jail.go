@@ -11,7 +11,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/tundevfs/tundevfs/clonehandler"
 	"github.com/tundevfs/tundevfs/driver"
 	"github.com/tundevfs/tundevfs/fs"
 	"github.com/tundevfs/tundevfs/jails"
@@ -19,25 +18,35 @@ import (
 
 // JailParams are the parameters of `jail -c`, as jail(8) spells them.
 type JailParams struct {
-	Name      string
-	Vnet      bool   // a new network namespace
-	VnetPath  string // adopt this one (/run/netns/X, /proc/PID/ns/net)
-	Path      string // mount the jail's devices here
-	Persist   bool
-	Policy    *clonehandler.Policy
+	Name     string
+	Vnet     bool   // a new network namespace
+	VnetPath string // adopt this one (/run/netns/X, /proc/PID/ns/net)
+	Path     string // mount the jail's devices here
+	Persist  bool
+	// Settings are the jail's own parameters (clone_uid=, dev_mode=,
+	// max_devices=, fastpath=...), defaults where not given.
+	Settings  jails.Settings
 	OwnerPID  int  // the process whose namespace was adopted, watched
 	HasParent bool // a client runs command= and removes the jail after
 	// ClientPID is that client (HasParent): watched until it names its
 	// command's process (jail-watch), which is watched from then on.
 	ClientPID int
-	// NoFastPath (fastpath=0) refuses the fast path to the jail's devices.
-	NoFastPath bool
+}
+
+// DefaultSettings are a jail's settings where jail(8) parameters say
+// nothing: only root clones, nodes are root:root 0600, at most
+// driver.DefaultDeviceLimit devices, the fast path allowed.
+func DefaultSettings() jails.Settings {
+	return jails.Settings{
+		Owner:      jails.Owner{UID: 0, GID: 0, Mode: 0o600},
+		MaxDevices: driver.DefaultDeviceLimit,
+	}
 }
 
 // ParseJailParams parses `name=x vnet path=/d persist clone_uid=1000 ...`.
 // command= is the client's business and must be taken off first.
 func ParseJailParams(args []string) (*JailParams, error) {
-	p := &JailParams{Policy: clonehandler.DefaultPolicy()}
+	p := &JailParams{Settings: DefaultSettings()}
 	for _, a := range args {
 		k, v, hasValue := strings.Cut(a, "=")
 		var err error
@@ -55,32 +64,32 @@ func ParseJailParams(args []string) (*JailParams, error) {
 		case "persist":
 			p.Persist = !hasValue || v == "1" || v == "true"
 		case "clone_uid":
-			p.Policy.AllowUIDs, err = parseIDs(v)
+			p.Settings.AllowUIDs, err = parseIDs(v)
 		case "clone_gid":
-			p.Policy.AllowGIDs, err = parseIDs(v)
+			p.Settings.AllowGIDs, err = parseIDs(v)
 		case "dev_uid":
-			p.Policy.Owner.UID, err = parseID(v)
+			p.Settings.Owner.UID, err = parseID(v)
 		case "dev_gid":
-			p.Policy.Owner.GID, err = parseID(v)
+			p.Settings.Owner.GID, err = parseID(v)
 		case "dev_mode":
 			var m uint64
 			m, err = strconv.ParseUint(v, 8, 32)
 			if err == nil && m > 0o777 {
 				err = errors.New("mode above 0777")
 			}
-			p.Policy.Owner.Mode = uint32(m)
+			p.Settings.Owner.Mode = uint32(m)
 		case "fastpath":
 			switch v {
 			case "0", "false":
-				p.NoFastPath = true
+				p.Settings.NoFastPath = true
 			case "", "1", "true":
-				p.NoFastPath = false
+				p.Settings.NoFastPath = false
 			default:
 				err = errors.New("want 0 or 1")
 			}
 		case "max_devices":
-			p.Policy.Limit, err = strconv.Atoi(v)
-			if err == nil && (p.Policy.Limit < 1 || p.Policy.Limit > driver.MaxUnit+1) {
+			p.Settings.MaxDevices, err = strconv.Atoi(v)
+			if err == nil && (p.Settings.MaxDevices < 1 || p.Settings.MaxDevices > driver.MaxUnit+1) {
 				err = errors.New("out of range")
 			}
 		default:
@@ -175,14 +184,18 @@ func (d *Daemon) CreateJail(p *JailParams) (*jails.Jail, error) {
 			return nil, fmt.Errorf("jail %s: watch pid %d: %w", p.Name, pid, err)
 		}
 	}
-	j, err := d.jails.Create(jails.Options{Name: p.Name, Netns: ns, Created: p.Vnet, Persist: p.Persist, Settings: p.Policy})
+	j, err := d.jails.Create(jails.Options{Name: p.Name, Netns: ns, Persist: p.Persist, Settings: p.Settings})
 	if err != nil {
 		if pidfd >= 0 {
 			unix.Close(pidfd)
 		}
 		return nil, err
 	}
-	d.fast.addJail(j, !p.NoFastPath)
+	// Each subsystem that keeps part of the settings gets it from the
+	// jail: the fast path's switch here (before any watch may remove the
+	// jail), the driver's limit below. Cloning policy and node owner are
+	// read where they are used (clonehandler).
+	d.fast.addJail(j, !j.Settings().NoFastPath)
 	fail := func(err error) (*jails.Jail, error) {
 		if rerr := d.jails.Remove(j.Name()); rerr != nil {
 			d.logger.Printf("jail %s: undo: %v", j.Name(), rerr)
@@ -199,7 +212,7 @@ func (d *Daemon) CreateJail(p *JailParams) (*jails.Jail, error) {
 			return fail(err)
 		}
 	}
-	if err := d.devices.SetLimit(j, p.Policy.Limit); err != nil {
+	if err := d.devices.SetLimit(j, j.Settings().MaxDevices); err != nil {
 		return fail(fmt.Errorf("jail %s: %w", p.Name, err))
 	}
 	if p.Path != "" {
@@ -211,7 +224,7 @@ func (d *Daemon) CreateJail(p *JailParams) (*jails.Jail, error) {
 		}
 		// Meant for other users (containers): allow_other, with the
 		// kernel enforcing the nodes' owner and mode.
-		if err := d.Mount(j.Name(), p.Path, fs.Options{AllowOther: true, Debug: d.opts.Debug}); err != nil {
+		if err := d.Mount(j.Name(), p.Path, MountOptions{AllowOther: true}); err != nil {
 			return fail(err)
 		}
 	}

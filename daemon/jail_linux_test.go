@@ -34,7 +34,7 @@ func newDaemon(t *testing.T, args ...string) (*itest.Netns, *itest.Daemon) {
 func jls(t *testing.T, d *itest.Daemon) []daemon.JailInfo {
 	t.Helper()
 	var js []daemon.JailInfo
-	d.Call(t, daemon.Request{Op: "jls", Args: []string{"-d"}}, &js)
+	d.Call(t, daemon.Request{Op: daemon.OpJls, Dying: true}, &js)
 	var out []daemon.JailInfo
 	for _, j := range js {
 		if j.JID != 0 {

@@ -11,9 +11,9 @@ func TestParseJailParams(t *testing.T) {
 		t.Fatal(err)
 	}
 	if p.Name != "web" || !p.Vnet || p.Path != "/d" || !p.Persist ||
-		!slices.Equal(p.Policy.AllowUIDs, []uint32{1000, 1001}) || !slices.Equal(p.Policy.AllowGIDs, []uint32{27}) ||
-		p.Policy.Owner.UID != 1000 || p.Policy.Owner.GID != 5 || p.Policy.Owner.Mode != 0o660 || p.Policy.Limit != 4 {
-		t.Fatalf("parsed %+v policy %+v", p, p.Policy)
+		!slices.Equal(p.Settings.AllowUIDs, []uint32{1000, 1001}) || !slices.Equal(p.Settings.AllowGIDs, []uint32{27}) ||
+		p.Settings.Owner.UID != 1000 || p.Settings.Owner.GID != 5 || p.Settings.Owner.Mode != 0o660 || p.Settings.MaxDevices != 4 {
+		t.Fatalf("parsed %+v settings %+v", p, p.Settings)
 	}
 	p, err = ParseJailParams([]string{"name=x", "vnet=/run/netns/x"})
 	if err != nil || p.VnetPath != "/run/netns/x" || p.Vnet {

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,22 +16,66 @@ import (
 // DefaultSocket is where the daemon listens unless told otherwise.
 const DefaultSocket = "/run/tundevfs/tundevfs.sock"
 
+// Op names a control request. The daemon and the CLI are one binary, but
+// a client may meet a daemon of another version during an upgrade: an op
+// or a field the daemon does not know is refused as a bad request
+// (ErrUnknownOp, ErrBadRequest) with a message that says so, never
+// ignored. See request.go for which fields each op takes.
+type Op string
+
+// The ops of the control protocol.
+const (
+	OpPing           Op = "ping"            // the daemon's pid
+	OpMount          Op = "mount"           // Dir, Jail, AllowOther, PerNetns
+	OpPerNetnsEnsure Op = "pernetns-ensure" // Dir: the shared per-netns mount is there
+	OpUmount         Op = "umount"          // Dir
+	OpWait           Op = "wait"            // Dir: answers once the mount is gone
+	OpStatus         Op = "status"          // Status
+	OpIfconfig       Op = "ifconfig"        // Jail, Args: ifconfig's arguments
+	OpSysctl         Op = "sysctl"          // Args: NAME or NAME=VALUE
+	OpStacks         Op = "stacks"          // every goroutine's stack
+	OpJailCreate     Op = "jail-create"     // Args: jail(8) parameters; Command
+	OpJailWatch      Op = "jail-watch"      // Jail, PID
+	OpJailRemove     Op = "jail-remove"     // Jail
+	OpJls            Op = "jls"             // Dying
+	OpJailExec       Op = "jail-exec"       // Jail: ExecInfo
+	OpShutdown       Op = "shutdown"        // the daemon shuts down
+)
+
 // Request is one call on the control socket: a JSON object on one line.
+// Each op takes only its own fields (request.go: opFields); a field it
+// does not take is refused, not ignored.
 type Request struct {
-	Op   string   `json:"op"`
-	Dir  string   `json:"dir,omitempty"`
-	Jail string   `json:"jail,omitempty"`
+	Op Op `json:"op"`
+	// Dir is a directory: the mount point of mount, umount, wait,
+	// pernetns-ensure.
+	Dir string `json:"dir,omitempty"`
+	// Jail is a jail's name or jid; empty is host.
+	Jail string `json:"jail,omitempty"`
+	// Args are a command's arguments: ifconfig's, sysctl's, jail -c's
+	// parameters (without command=).
 	Args []string `json:"args,omitempty"`
-	// Mount options.
+	// AllowOther: mount for other users too.
 	AllowOther bool `json:"allow_other,omitempty"`
 	// PerNetns asks for the shared per-netns mount (fs/pernetns.go).
 	PerNetns bool `json:"per_netns,omitempty"`
+	// Command (jail-create): the client runs command= in the jail and
+	// removes it after; the daemon watches the client until jail-watch
+	// names the command's process.
+	Command bool `json:"command,omitempty"`
+	// Dying (jls): list dying jails too.
+	Dying bool `json:"dying,omitempty"`
+	// PID (jail-watch): the command's process, a child of the caller.
+	PID int `json:"pid,omitempty"`
 }
 
-// Response answers a Request: a JSON object on one line.
+// Response answers a Request: a JSON object on one line. A failure has
+// Error, the message as the daemon wrote it, and Code, which names the
+// sentinel it wraps (errcodes.go); a daemon older than codes sends none.
 type Response struct {
 	OK    bool            `json:"ok"`
 	Error string          `json:"error,omitempty"`
+	Code  Code            `json:"code,omitempty"`
 	Data  json.RawMessage `json:"data,omitempty"`
 }
 
@@ -71,13 +116,19 @@ type MountInfo struct {
 	Mode string `json:"mode"` // ModeJail or ModePerNetns
 }
 
-// ErrNoDaemon says that nothing answers on the control socket.
-var ErrNoDaemon = errors.New("no tundevfs daemon is running")
-
 // Call sends req to the daemon at socket and returns its answer. A daemon
-// error comes back as an error carrying the daemon's message.
+// error comes back as a *RemoteError: its message is the daemon's, and
+// errors.Is finds the sentinel its code names (driver.ErrBusy,
+// jails.ErrNotFound...).
 func Call(socket string, req Request) (json.RawMessage, error) {
-	c, err := net.DialTimeout("unix", socket, 2*time.Second)
+	return CallContext(context.Background(), socket, req)
+}
+
+// CallContext is Call, bounded by ctx: its deadline bounds the whole call
+// and its cancellation ends it.
+func CallContext(ctx context.Context, socket string, req Request) (json.RawMessage, error) {
+	dialer := net.Dialer{Timeout: 2 * time.Second}
+	c, err := dialer.DialContext(ctx, "unix", socket)
 	if err != nil {
 		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
 			return nil, fmt.Errorf("%w at %s (start one with `tundevfs daemon` or `tundevfs mount`)", ErrNoDaemon, socket)
@@ -85,19 +136,29 @@ func Call(socket string, req Request) (json.RawMessage, error) {
 		return nil, fmt.Errorf("connect %s: %w", socket, err)
 	}
 	defer c.Close()
+	// Once ctx is done (its deadline included), the I/O below fails, and
+	// fail reports ctx's error.
+	stop := context.AfterFunc(ctx, func() { c.SetDeadline(aLongTimeAgo) })
+	defer stop()
+	fail := func(what string, err error) (json.RawMessage, error) {
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
+		return nil, fmt.Errorf("%s %s: %w", what, socket, err)
+	}
 	if err := json.NewEncoder(c).Encode(req); err != nil {
-		return nil, fmt.Errorf("send to %s: %w", socket, err)
+		return fail("send to", err)
 	}
 	line, err := bufio.NewReaderSize(c, 1<<16).ReadBytes('\n')
 	if err != nil {
-		return nil, fmt.Errorf("read from %s: %w", socket, err)
+		return fail("read from", err)
 	}
 	var resp Response
 	if err := json.Unmarshal(line, &resp); err != nil {
-		return nil, fmt.Errorf("read from %s: %w", socket, err)
+		return fail("read from", err)
 	}
 	if !resp.OK {
-		return nil, errors.New(resp.Error)
+		return nil, remoteError(resp, socket)
 	}
 	return resp.Data, nil
 }

@@ -37,7 +37,7 @@ func Spawn(bin, socket string, wait time.Duration, args ...string) error {
 	go func() { exited <- cmd.Wait() }()
 	deadline := time.Now().Add(wait)
 	for time.Now().Before(deadline) {
-		if _, err := Call(socket, Request{Op: "ping"}); err == nil {
+		if _, err := Call(socket, Request{Op: OpPing}); err == nil {
 			return nil
 		}
 		select {

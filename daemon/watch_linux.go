@@ -7,15 +7,11 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/tundevfs/tundevfs/jails"
 )
-
-// aLongTimeAgo is a read deadline that ends a watch at once.
-var aLongTimeAgo = time.Unix(1, 0)
 
 // watchKey names one process watch of a jail: its adopted namespace's
 // process ("owner"), the client that asked for command= until it names
@@ -76,13 +72,9 @@ func (d *Daemon) stopWatch(k watchKey) {
 // command= jail names the process of its command (its own child); the
 // daemon then removes the jail when that process exits, whatever becomes
 // of the client, and stops watching the client.
-func (d *Daemon) watchCommand(name string, args []string, peer int) error {
-	if len(args) != 1 {
-		return errors.New("jail-watch: need one pid")
-	}
-	pid, err := strconv.Atoi(args[0])
-	if err != nil || pid <= 0 {
-		return fmt.Errorf("jail-watch: bad pid %q", args[0])
+func (d *Daemon) watchCommand(name string, pid, peer int) error {
+	if pid <= 0 {
+		return fmt.Errorf("jail-watch: %w: bad pid %d", ErrBadRequest, pid)
 	}
 	j, err := d.jail(name)
 	if err != nil {

@@ -60,7 +60,7 @@ func TestRenameWatchJail(t *testing.T) {
 	// After CurrentNetns: the process's home namespace fd, opened once on
 	// first use and kept, is in the baseline.
 	base := testenv.NewBaseline(t, testenv.Self())
-	reg := jails.NewRegistry(host, nil)
+	reg := jails.NewRegistry(host, jails.Settings{})
 	m := NewManager(reg, log.New(io.Discard, "", 0))
 	defer func() {
 		reg.Shutdown()
@@ -72,7 +72,7 @@ func TestRenameWatchJail(t *testing.T) {
 		t.Fatal(err)
 	}
 	ino := ns.Ino()
-	j, err := reg.Create(jails.Options{Name: "renames", Netns: ns, Created: true})
+	j, err := reg.Create(jails.Options{Name: "renames", Netns: ns})
 	if err != nil {
 		t.Fatal(err)
 	}

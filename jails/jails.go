@@ -12,6 +12,8 @@
 //     same jail was already under way (it waits for that one).
 //   - Hold fails with ErrDying on a jail that is no longer alive, so nothing
 //     new can attach to a jail on its way out.
+//   - A jail's Settings (settings.go) are given at creation and never
+//     change; Settings() hands out a copy.
 //
 // Lock order: Registry.mu, then Jail.mu. Remove callbacks run with no lock
 // held and may call back into the registry.
@@ -67,10 +69,9 @@ type RemoveFunc func(j *Jail)
 type Options struct {
 	Name    string
 	Netns   *Netns // the jail takes ownership
-	Created bool   // the daemon created Netns (vnet), so removal deletes it
 	Persist bool
-	// Opaque settings other packages keep per jail (clone policy, limits).
-	Settings any
+	// Settings are the jail's parameters (settings.go), kept as given.
+	Settings Settings
 }
 
 // Jail is one jail.
@@ -78,8 +79,7 @@ type Jail struct {
 	id       int
 	name     string
 	netns    *Netns
-	created  bool
-	settings any
+	settings Settings // fixed at creation
 
 	mu      sync.Mutex // guards the fields below
 	state   State
@@ -99,8 +99,8 @@ func (j *Jail) Name() string { return j.name }
 // while they use it.
 func (j *Jail) Netns() *Netns { return j.netns }
 
-// Settings returns the opaque per-jail settings given at creation.
-func (j *Jail) Settings() any { return j.settings }
+// Settings returns the jail's settings, as given at creation.
+func (j *Jail) Settings() Settings { return j.settings.clone() }
 
 // IsHost says whether this is jail 0.
 func (j *Jail) IsHost() bool { return j.id == 0 }
@@ -166,10 +166,11 @@ type remover struct {
 	fn RemoveFunc
 }
 
-// NewRegistry makes a registry whose host jail is the given namespace.
-func NewRegistry(host *Netns, hostSettings any) *Registry {
+// NewRegistry makes a registry whose host jail is the given namespace,
+// with the given settings.
+func NewRegistry(host *Netns, hostSettings Settings) *Registry {
 	r := &Registry{jails: make(map[string]*Jail), nextID: 1}
-	r.jails[HostName] = &Jail{id: 0, name: HostName, netns: host, persist: true, settings: hostSettings, gone: make(chan struct{})}
+	r.jails[HostName] = &Jail{id: 0, name: HostName, netns: host, persist: true, settings: hostSettings.clone(), gone: make(chan struct{})}
 	return r
 }
 
@@ -270,9 +271,8 @@ func (r *Registry) Create(o Options) (*Jail, error) {
 		id:       r.nextID,
 		name:     o.Name,
 		netns:    o.Netns,
-		created:  o.Created,
 		persist:  o.Persist,
-		settings: o.Settings,
+		settings: o.Settings.clone(),
 		gone:     make(chan struct{}),
 	}
 	r.nextID++

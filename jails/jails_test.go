@@ -32,7 +32,7 @@ func TestLifecycle(t *testing.T) {
 	// After CurrentNetns: the process's home namespace fd, opened once on
 	// first use and kept, is in the baseline.
 	testenv.CheckLeaks(t, testenv.Self())
-	r := NewRegistry(host, nil)
+	r := NewRegistry(host, Settings{})
 	var mu sync.Mutex
 	var order []string
 	dereg1 := r.RegisterRemove(func(j *Jail) { mu.Lock(); order = append(order, "first:"+j.Name()); mu.Unlock() })
@@ -45,7 +45,7 @@ func TestLifecycle(t *testing.T) {
 	if ns.Ino() == host.Ino() {
 		t.Fatal("NewNetns returned the host namespace")
 	}
-	j, err := r.Create(Options{Name: "a", Netns: ns, Created: true})
+	j, err := r.Create(Options{Name: "a", Netns: ns})
 	if err != nil {
 		t.Fatal(err)
 	}

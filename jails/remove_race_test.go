@@ -18,7 +18,7 @@ func TestConcurrentRemoveWaitsForGone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := NewRegistry(host, nil)
+	r := NewRegistry(host, Settings{})
 	release := make(chan struct{})
 	entered := make(chan struct{})
 	defer r.RegisterRemove(func(j *Jail) {
@@ -29,7 +29,7 @@ func TestConcurrentRemoveWaitsForGone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.Create(Options{Name: "c7", Netns: ns, Created: true}); err != nil {
+	if _, err := r.Create(Options{Name: "c7", Netns: ns}); err != nil {
 		t.Fatal(err)
 	}
 	first := make(chan error, 1)

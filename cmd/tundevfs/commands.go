@@ -16,7 +16,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tundevfs/tundevfs/daemon"
-	"github.com/tundevfs/tundevfs/fs"
 )
 
 func newDaemonCmd(g *globals) *cobra.Command {
@@ -77,7 +76,7 @@ func newMountCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			req := daemon.Request{Op: "mount", Dir: dir, Jail: jail, AllowOther: allowOther, PerNetns: perNetns}
+			req := daemon.Request{Op: daemon.OpMount, Dir: dir, Jail: jail, AllowOther: allowOther, PerNetns: perNetns}
 			running := ping(g.socket)
 			if foreground {
 				if !running {
@@ -85,7 +84,7 @@ func newMountCmd(g *globals) *cobra.Command {
 						if perNetns {
 							return d.MountPerNetns(dir)
 						}
-						return d.Mount(jail, dir, fs.Options{AllowOther: allowOther})
+						return d.Mount(jail, dir, daemon.MountOptions{AllowOther: allowOther})
 					})
 				}
 				if _, err := daemon.Call(g.socket, req); err != nil {
@@ -116,20 +115,20 @@ func attach(socket, dir string) error {
 	defer signal.Stop(sigs)
 	errc := make(chan error, 1)
 	go func() {
-		_, err := daemon.Call(socket, daemon.Request{Op: "wait", Dir: dir})
+		_, err := daemon.Call(socket, daemon.Request{Op: daemon.OpWait, Dir: dir})
 		errc <- err
 	}()
 	select {
 	case err := <-errc:
 		return err
 	case <-sigs:
-		_, err := daemon.Call(socket, daemon.Request{Op: "umount", Dir: dir})
+		_, err := daemon.Call(socket, daemon.Request{Op: daemon.OpUmount, Dir: dir})
 		return err
 	}
 }
 
 func ping(socket string) bool {
-	_, err := daemon.Call(socket, daemon.Request{Op: "ping"})
+	_, err := daemon.Call(socket, daemon.Request{Op: daemon.OpPing})
 	return err == nil
 }
 
@@ -170,15 +169,15 @@ func newUmountCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			_, err = daemon.Call(g.socket, daemon.Request{Op: "umount", Dir: dir})
+			_, err = daemon.Call(g.socket, daemon.Request{Op: daemon.OpUmount, Dir: dir})
 			if err == nil {
 				return nil
 			}
-			if !errors.Is(err, daemon.ErrNoDaemon) && !strings.Contains(err.Error(), "not a tundevfs mount") {
+			if !errors.Is(err, daemon.ErrNoDaemon) && !errors.Is(err, daemon.ErrNotMounted) {
 				return err
 			}
 			// No daemon serves it: a stale mount, or none at all.
-			if !fs.IsTundevfsMount(dir) {
+			if !daemon.IsTundevfsMount(dir) {
 				return fmt.Errorf("umount %s: not a tundevfs mount", dir)
 			}
 			if uerr := unix.Unmount(dir, 0); uerr != nil {
@@ -202,7 +201,7 @@ func newIfconfigCmd(g *globals) *cobra.Command {
 				args = append([]string{"-C"}, args...)
 			}
 			var out any
-			if err := daemon.CallInto(g.socket, daemon.Request{Op: "ifconfig", Jail: jail, Args: args}, &out); err != nil {
+			if err := daemon.CallInto(g.socket, daemon.Request{Op: daemon.OpIfconfig, Jail: jail, Args: args}, &out); err != nil {
 				return err
 			}
 			if s, ok := out.(string); ok && s != "" {
@@ -226,7 +225,7 @@ func newStatusCmd(g *globals) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var st daemon.Status
-			if err := daemon.CallInto(g.socket, daemon.Request{Op: "status"}, &st); err != nil {
+			if err := daemon.CallInto(g.socket, daemon.Request{Op: daemon.OpStatus}, &st); err != nil {
 				return err
 			}
 			if asJSON {
@@ -285,7 +284,7 @@ func newSysctlCmd(g *globals) *cobra.Command {
 		Short: "read or set the net.link.tun/tap knobs",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var lines []string
-			if err := daemon.CallInto(g.socket, daemon.Request{Op: "sysctl", Args: args}, &lines); err != nil {
+			if err := daemon.CallInto(g.socket, daemon.Request{Op: daemon.OpSysctl, Args: args}, &lines); err != nil {
 				return err
 			}
 			for _, l := range lines {

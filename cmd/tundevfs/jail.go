@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 
@@ -15,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tundevfs/tundevfs/daemon"
+	"github.com/tundevfs/tundevfs/jails"
 )
 
 func newJailCmd(g *globals) *cobra.Command {
@@ -33,7 +33,7 @@ device nodes: dev_uid=, dev_gid=, dev_mode= (octal); max_devices=N (256).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			switch {
 			case remove != "" && !create:
-				_, err := daemon.Call(g.socket, daemon.Request{Op: "jail-remove", Jail: remove})
+				_, err := daemon.Call(g.socket, daemon.Request{Op: daemon.OpJailRemove, Jail: remove})
 				return err
 			case create && remove == "":
 				return jailCreate(g, args)
@@ -65,10 +65,7 @@ func jailCreate(g *globals, args []string) error {
 			return err
 		}
 	}
-	req := daemon.Request{Op: "jail-create", Args: params}
-	if command != nil {
-		req.Dir = "command"
-	}
+	req := daemon.Request{Op: daemon.OpJailCreate, Args: params, Command: command != nil}
 	var ji daemon.JailInfo
 	if err := daemon.CallInto(g.socket, req, &ji); err != nil {
 		return err
@@ -80,13 +77,13 @@ func jailCreate(g *globals, args []string) error {
 	// client until then): the jail goes when the command exits, even if
 	// this client is killed. The remove below only makes it synchronous.
 	watch := func(pid int) error {
-		_, err := daemon.Call(g.socket, daemon.Request{Op: "jail-watch", Jail: ji.Name, Args: []string{strconv.Itoa(pid)}})
+		_, err := daemon.Call(g.socket, daemon.Request{Op: daemon.OpJailWatch, Jail: ji.Name, PID: pid})
 		return err
 	}
 	code, runErr := jexecWatched(g.socket, ji.Name, command, watch)
 	if !ji.Persist {
-		_, err := daemon.Call(g.socket, daemon.Request{Op: "jail-remove", Jail: ji.Name})
-		if err != nil && runErr == nil && !strings.Contains(err.Error(), "no such jail") {
+		_, err := daemon.Call(g.socket, daemon.Request{Op: daemon.OpJailRemove, Jail: ji.Name})
+		if err != nil && runErr == nil && !errors.Is(err, jails.ErrNotFound) {
 			runErr = err
 		}
 	}
@@ -139,7 +136,7 @@ func jexec(socket, name string, command []string) (int, error) {
 // runs (if it fails, the command is killed and the error returned).
 func jexecWatched(socket, name string, command []string, started func(pid int) error) (int, error) {
 	var info daemon.ExecInfo
-	if err := daemon.CallInto(socket, daemon.Request{Op: "jail-exec", Jail: name}, &info); err != nil {
+	if err := daemon.CallInto(socket, daemon.Request{Op: daemon.OpJailExec, Jail: name}, &info); err != nil {
 		return 0, err
 	}
 	type result struct {
@@ -207,10 +204,7 @@ func newJlsCmd(g *globals) *cobra.Command {
 		Short: "list jails, like jls(8)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			req := daemon.Request{Op: "jls"}
-			if dying {
-				req.Args = []string{"-d"}
-			}
+			req := daemon.Request{Op: daemon.OpJls, Dying: dying}
 			var js []daemon.JailInfo
 			err := daemon.CallInto(g.socket, req, &js)
 			if err != nil && !errors.Is(err, daemon.ErrNoDaemon) {

@@ -1,12 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"net"
 	"os/signal"
 	"syscall"
 	"time"
@@ -52,33 +48,16 @@ answer. Registers again when the kubelet restarts. Runs until SIGTERM.`,
 }
 
 // daemonHealth pings the daemon at socket, bounded by the context's
-// deadline (daemon.Call has none, and a stuck daemon must count as down).
+// deadline (5 s without one: a stuck daemon must count as down).
 func daemonHealth(socket string) func(context.Context) error {
 	return func(ctx context.Context) error {
-		var d net.Dialer
-		c, err := d.DialContext(ctx, "unix", socket)
-		if err != nil {
+		if _, ok := ctx.Deadline(); !ok {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+		}
+		if _, err := daemon.CallContext(ctx, socket, daemon.Request{Op: daemon.OpPing}); err != nil {
 			return fmt.Errorf("ping daemon at %s: %w", socket, err)
-		}
-		defer c.Close()
-		if dl, ok := ctx.Deadline(); ok {
-			c.SetDeadline(dl)
-		} else {
-			c.SetDeadline(time.Now().Add(5 * time.Second))
-		}
-		if err := json.NewEncoder(c).Encode(daemon.Request{Op: "ping"}); err != nil {
-			return fmt.Errorf("ping daemon at %s: %w", socket, err)
-		}
-		line, err := bufio.NewReader(c).ReadBytes('\n')
-		if err != nil {
-			return fmt.Errorf("ping daemon at %s: %w", socket, err)
-		}
-		var resp daemon.Response
-		if err := json.Unmarshal(line, &resp); err != nil {
-			return fmt.Errorf("ping daemon at %s: %w", socket, err)
-		}
-		if !resp.OK {
-			return fmt.Errorf("ping daemon at %s: %w", socket, errors.New(resp.Error))
 		}
 		return nil
 	}
