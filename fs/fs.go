@@ -176,7 +176,11 @@ func MountDir(m *driver.Manager, clones *clonehandler.Registry, j *jails.Jail, d
 		handles: make(map[uint64]*driver.Handle),
 		dirs:    make(map[uint64][]fuse.DirEntry),
 	}
-	owner := fuse.Owner{} // root:root
+	// The directory belongs to the mount's owner: go-fuse's direct mount
+	// sets user_id and group_id to the daemon's effective ids (as the
+	// fusermount fallback does with its caller's), and the kernel lets
+	// only that user and group use a mount without allow_other.
+	owner := fuse.Owner{Uid: uint32(os.Geteuid()), Gid: uint32(os.Getegid())}
 	mnt.fixed = fixedNodes(mnt.start, owner, opts.StdDevices)
 	mo := &fuse.MountOptions{
 		AllowOther:         opts.AllowOther,
