@@ -133,8 +133,8 @@ type Mount struct {
 	unsub  func()
 
 	mu sync.Mutex // guards the fields below
-	// nodes are the device nodes and aliases the kernel knows, with its
-	// lookups of each (node.go).
+	// nodes are the device nodes and aliases the kernel knows, with the
+	// lookups of each not yet forgotten (node.go).
 	nodes   map[uint64]*entry
 	handles map[uint64]*driver.Handle
 	dirs    map[uint64][]fuse.DirEntry

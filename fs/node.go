@@ -12,8 +12,8 @@ import (
 // node ID, one small type per kind: rootNode (root.go), devNode
 // (device.go), cloneLink (clonelink.go), aliasNode (alias.go), stdCharNode
 // and stdLinkNode (stddev.go). Mount's request methods find the node and
-// let it answer what differs by kind. No method takes Mount.mu: attr runs
-// under it when a lookup is answered.
+// let it answer what differs by kind. attr runs under Mount.mu when a
+// lookup is answered (entryLocked), so it must not take it.
 type node interface {
 	// id is the node ID the kernel knows the node by, also its inode
 	// number.
