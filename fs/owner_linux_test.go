@@ -51,18 +51,20 @@ func TestRootOwnerIsMountOwner(t *testing.T) {
 			<-exited
 			t.Errorf("daemon did not stop on SIGTERM within 20s")
 		}
+		// nsenter passes the daemon's exit status on.
+		if st := cmd.ProcessState; st != nil && !st.Success() {
+			t.Errorf("daemon exit: %v", st)
+		}
 		os.RemoveAll(daemon.StateDir(sock)) // what a killed daemon leaves
 		if t.Failed() {
 			t.Logf("daemon log:\n%s", log.String())
 		}
 	})
-	dir := t.TempDir()
-	mounted := false
+	// Wait with status, which never starts a daemon of its own (mount
+	// would, were ours not answering yet).
 	for deadline := time.Now().Add(10 * time.Second); ; {
-		// The daemon's socket may not be there yet.
-		out, err := ns.Command(bin, "--socket", sock, "mount", "--allow-other", dir).CombinedOutput()
+		out, err := ns.Command(bin, "--socket", sock, "status").CombinedOutput()
 		if err == nil {
-			mounted = true
 			break
 		}
 		select {
@@ -71,9 +73,14 @@ func TestRootOwnerIsMountOwner(t *testing.T) {
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("mount %s: %v: %s", dir, err, out)
+			t.Fatalf("daemon did not answer in 10s: %v: %s", err, out)
 		}
 	}
+	// allow_other: without it the kernel lets only callers with the
+	// mount's uid and gid in, and the test runs with group 0.
+	dir := t.TempDir()
+	out, err := ns.Command(bin, "--socket", sock, "mount", "--allow-other", dir).CombinedOutput()
+	mounted := err == nil
 	t.Cleanup(func() {
 		if mounted && fs.IsMounted(dir) {
 			ns.Command(bin, "--socket", sock, "umount", dir).Run()
@@ -84,6 +91,9 @@ func TestRootOwnerIsMountOwner(t *testing.T) {
 		}
 	})
 
+	if !mounted {
+		t.Fatalf("mount %s: %v: %s", dir, err, out)
+	}
 	uid, gid := mountOwner(t, dir)
 	if gid != ownerGID {
 		t.Fatalf("mount %s: group_id=%d, want the daemon's group %d", dir, gid, ownerGID)
