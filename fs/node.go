@@ -147,6 +147,15 @@ func (mnt *Mount) Forget(id, nlookup uint64) {
 	e.forgotten(nlookup)
 }
 
+// forgetAll gives back every lookup the kernel still has of the nodes of
+// table, once the mount has ended (teardown took table out of
+// Mount.nodes): the kernel sends no more FORGETs.
+func forgetAll(table map[uint64]*entry) {
+	for _, e := range table {
+		e.forgotten(e.lookups)
+	}
+}
+
 // GetAttr implements fuse.RawFileSystem.
 func (mnt *Mount) GetAttr(cancel <-chan struct{}, in *fuse.GetAttrIn, out *fuse.AttrOut) fuse.Status {
 	n := mnt.node(in.NodeId)

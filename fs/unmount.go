@@ -81,9 +81,7 @@ func (mnt *Mount) teardown() {
 	for _, h := range handles {
 		h.Close()
 	}
-	for _, e := range nodes {
-		e.forgotten(e.lookups)
-	}
+	forgetAll(nodes)
 	mnt.jail.Release()
 	close(mnt.done)
 }
