@@ -2,6 +2,7 @@ package fs
 
 import (
 	"syscall"
+	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 
@@ -25,36 +26,47 @@ const aliasBit = 1 << 62
 
 func aliasID(d *driver.Device) uint64 { return d.Ino() | aliasBit }
 
-// setAliasAttr describes an alias link.
-func setAliasAttr(a *fuse.Attr, id uint64, d *driver.Device) {
-	a.Ino = id
+// aliasNode is the node of an alias: a symbolic link to its device's
+// node. It lives while the kernel knows it.
+type aliasNode struct{ d *driver.Device }
+
+func (n aliasNode) id() uint64 { return aliasID(n.d) }
+
+func (n aliasNode) attr(mnt *Mount, a *fuse.Attr) {
+	a.Ino = n.id()
 	a.Mode = syscall.S_IFLNK | 0o777
 	a.Nlink = 1
-	a.Size = uint64(len(d.DevName()))
-	setTimes(a, d.Created())
+	a.Size = uint64(len(n.d.DevName()))
+	setTimes(a, n.d.Created())
 }
 
-// replyAlias answers a lookup of name, the new name of d's interface, with
-// the alias link.
-func (fs *Mount) replyAlias(d *driver.Device, out *fuse.EntryOut) fuse.Status {
-	fs.mu.Lock()
-	defer fs.mu.Unlock()
-	if fs.closed || !d.Alive() {
-		return fuse.ENOENT
-	}
-	id := aliasID(d)
-	n, ok := fs.nodes[id]
-	if !ok {
-		n = &node{kind: aliasNode, dev: d, created: d.Created()}
-		fs.nodes[id] = n
-	}
-	n.lookups++
-	out.NodeId = id
-	out.SetEntryTimeout(fs.opts.EntryTimeout)
-	out.SetAttrTimeout(fs.opts.EntryTimeout)
-	setAliasAttr(&out.Attr, id, d)
-	return fuse.OK
+func (n aliasNode) attrTimeout(mnt *Mount) time.Duration { return mnt.opts.EntryTimeout }
+
+func (n aliasNode) setattr(mnt *Mount, in *fuse.SetAttrIn, out *fuse.AttrOut) fuse.Status {
+	return mnt.refuseOwnerChange(n, in, out)
 }
+
+// readlink names the device node; ENOENT once the device is gone.
+func (n aliasNode) readlink(mnt *Mount, h *fuse.InHeader) ([]byte, fuse.Status) {
+	if !n.d.Alive() {
+		return nil, fuse.ENOENT
+	}
+	return []byte(n.d.DevName()), fuse.OK
+}
+
+// open: the kernel follows a link before it opens.
+func (n aliasNode) open(mnt *Mount, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
+	return fuse.EINVAL
+}
+
+func (n aliasNode) ioctlNoFile(mnt *Mount) fuse.Status { return fuse.Status(syscall.ENOTTY) }
+
+func (n aliasNode) aliveLocked() bool { return n.d.Alive() }
+
+// lookedUpLocked and forgotten: an alias holds no reference on its device.
+func (n aliasNode) lookedUpLocked() {}
+
+func (n aliasNode) forgotten(nlookup uint64) {}
 
 // aliasEntries lists the aliases for readdir. An alias whose name is some
 // device's node name is shadowed by that node and not listed, nor a
@@ -75,16 +87,16 @@ func aliasEntries(devs []*driver.Device) []fuse.DirEntry {
 
 // onAliasEvent invalidates the kernel's entries of the names an alias had
 // and has: after a rename, and when a renamed device is destroyed.
-func (fs *Mount) onAliasEvent(ev driver.Event) {
-	fs.mu.Lock()
-	closed := fs.closed
-	fs.mu.Unlock()
+func (mnt *Mount) onAliasEvent(ev driver.Event) {
+	mnt.mu.Lock()
+	closed := mnt.closed
+	mnt.mu.Unlock()
 	if closed {
 		return
 	}
 	for _, name := range []string{ev.OldAlias, ev.Alias} {
 		if name != "" {
-			fs.server.EntryNotify(fuse.FUSE_ROOT_ID, name)
+			mnt.server.EntryNotify(fuse.FUSE_ROOT_ID, name)
 		}
 	}
 }

@@ -29,13 +29,13 @@ import (
 //     device ENXIO.
 //   - What goes back is zeroed first, as FreeBSD's ioctl() zeroes an
 //     IOC_OUT buffer, so no stale daemon memory reaches the caller.
-func (fs *Mount) Ioctl(cancel <-chan struct{}, in *fuse.IoctlIn, inbuf []byte, out *fuse.IoctlOut, outbuf []byte) fuse.Status {
-	h := fs.handle(in.Fh)
+func (mnt *Mount) Ioctl(cancel <-chan struct{}, in *fuse.IoctlIn, inbuf []byte, out *fuse.IoctlOut, outbuf []byte) fuse.Status {
+	h := mnt.handle(in.Fh)
 	if h == nil {
-		if n := fs.node(in.NodeId); n != nil && n.kind != devNode {
-			return fuse.Status(syscall.ENOTTY)
+		if n := mnt.node(in.NodeId); n != nil {
+			return n.ioctlNoFile(mnt) // ENOTTY but for a device
 		}
-		return fs.noHandle()
+		return mnt.noHandle()
 	}
 	io, ok := ioctls.ByNumber(in.Cmd)
 	if !ok {
@@ -62,15 +62,15 @@ func (fs *Mount) Ioctl(cancel <-chan struct{}, in *fuse.IoctlIn, inbuf []byte, o
 		}
 		clear(outbuf)
 	}
-	err := fs.ioctl(h, io, in, inbuf, outbuf)
-	if fs.m.Debug() > 0 {
-		fs.logger.Printf("ioctl %s on %s by pid %d: %v", io.Name, d.DevName(), in.Caller.Pid, err)
+	err := mnt.ioctl(h, io, in, inbuf, outbuf)
+	if mnt.devices.Debug() > 0 {
+		mnt.logger.Printf("ioctl %s on %s by pid %d: %v", io.Name, d.DevName(), in.Caller.Pid, err)
 	}
-	return fs.fileErr(err)
+	return mnt.fileErr(err)
 }
 
 // ioctl runs one request on the open device h.
-func (fs *Mount) ioctl(h *driver.Handle, io ioctls.Ioctl, in *fuse.IoctlIn, inbuf, outbuf []byte) error {
+func (mnt *Mount) ioctl(h *driver.Handle, io ioctls.Ioctl, in *fuse.IoctlIn, inbuf, outbuf []byte) error {
 	var v int
 	if io.Arg == ioctls.ArgInt && io.Dir == ioctls.DirWrite {
 		v = int(int32(binary.NativeEndian.Uint32(inbuf)))

@@ -56,23 +56,23 @@ func normalizePerNetns(opts Options) Options {
 // callerJail is the jail whose devices the caller of request h sees: the
 // mount's own jail, or on a per-netns mount the jail on the caller's
 // network namespace (nil when there is none).
-func (fs *Mount) callerJail(h *fuse.InHeader) *jails.Jail {
-	if !fs.opts.PerNetns {
-		return fs.jail
+func (mnt *Mount) callerJail(h *fuse.InHeader) *jails.Jail {
+	if !mnt.opts.PerNetns {
+		return mnt.jail
 	}
 	ino, err := threadNetnsIno(h.Caller.Pid)
 	if err != nil {
-		if fs.opts.Debug {
-			fs.logger.Printf("per-netns %s: caller %d: %v", fs.dir, h.Caller.Pid, err)
+		if mnt.opts.Debug {
+			mnt.logger.Printf("per-netns %s: caller %d: %v", mnt.dir, h.Caller.Pid, err)
 		}
 		return nil
 	}
 	var j *jails.Jail
-	if fs.opts.JailOf != nil {
-		j = fs.opts.JailOf(ino)
+	if mnt.opts.JailOf != nil {
+		j = mnt.opts.JailOf(ino)
 	}
-	if j == nil && fs.opts.Debug {
-		fs.logger.Printf("per-netns %s: caller %d in netns %d: no jail there", fs.dir, h.Caller.Pid, ino)
+	if j == nil && mnt.opts.Debug {
+		mnt.logger.Printf("per-netns %s: caller %d in netns %d: no jail there", mnt.dir, h.Caller.Pid, ino)
 	}
 	return j
 }
@@ -92,4 +92,4 @@ func threadNetnsIno(tid uint32) (uint64, error) {
 }
 
 // PerNetns says whether this is a per-netns mount.
-func (fs *Mount) PerNetns() bool { return fs.opts.PerNetns }
+func (mnt *Mount) PerNetns() bool { return mnt.opts.PerNetns }

@@ -9,8 +9,6 @@ import (
 	"github.com/tundevfs/tundevfs/driver"
 )
 
-var _ fuse.RawPoller = (*Mount)(nil)
-
 // The poll(2) bits that x/sys/unix does not define, as in
 // asm-generic/poll.h, the values FUSE_POLL carries on the architectures
 // that use the generic header (x86, arm, arm64, riscv and others).
@@ -37,10 +35,10 @@ const pollStandard = unix.POLLIN | unix.POLLPRI | unix.POLLOUT | pollRdNorm |
 // and the read that follows gets ENXIO: FreeBSD's devfs_poll_f() falls back
 // to the vnode's poll once the cdev is gone, and deadfs's dead_poll() says
 // "Let the user find out that the descriptor is gone" that way.
-func (fs *Mount) Poll(cancel <-chan struct{}, in *fuse.PollIn, out *fuse.PollOut) fuse.Status {
-	h := fs.handle(in.Fh)
+func (mnt *Mount) Poll(cancel <-chan struct{}, in *fuse.PollIn, out *fuse.PollOut) fuse.Status {
+	h := mnt.handle(in.Fh)
 	if h == nil {
-		return fs.noHandle()
+		return mnt.noHandle()
 	}
 	events := in.Events
 	if events&pollStandard == 0 {
@@ -49,7 +47,7 @@ func (fs *Mount) Poll(cancel <-chan struct{}, in *fuse.PollIn, out *fuse.PollOut
 	var notify func()
 	if in.Flags&fuse.FUSE_POLL_SCHEDULE_NOTIFY != 0 {
 		kh := in.Kh
-		notify = func() { fs.server.PollNotify(kh) }
+		notify = func() { mnt.server.PollNotify(kh) }
 	}
 	readable, err := h.Poll(notify)
 	if errors.Is(err, driver.ErrGone) {
@@ -57,7 +55,7 @@ func (fs *Mount) Poll(cancel <-chan struct{}, in *fuse.PollIn, out *fuse.PollOut
 		return fuse.OK
 	}
 	if err != nil {
-		return fs.fileErr(err)
+		return mnt.fileErr(err)
 	}
 	if readable {
 		out.Revents |= events & (unix.POLLIN | pollRdNorm)

@@ -12,8 +12,6 @@ import (
 // nothing here (fuse.ReadResultData allocates on every call).
 type packet struct{ data []byte }
 
-var _ fuse.ReadResult = (*packet)(nil)
-
 var packets = sync.Pool{New: func() any { return new(packet) }}
 
 // packetResult wraps b, which must stay valid until Done.

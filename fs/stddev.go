@@ -2,6 +2,7 @@ package fs
 
 import (
 	"syscall"
+	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
@@ -34,8 +35,8 @@ var stdDevs = []stdDev{
 // devices' inode numbers.
 func stdDevID(i int) uint64 { return 64 + uint64(i) }
 
-func (fs *Mount) stdDevIndex(name string) int {
-	if !fs.opts.StdDevices {
+func (mnt *Mount) stdDevIndex(name string) int {
+	if !mnt.opts.StdDevices {
 		return -1
 	}
 	for i, sd := range stdDevs {
@@ -46,19 +47,81 @@ func (fs *Mount) stdDevIndex(name string) int {
 	return -1
 }
 
-func setStdDevAttr(a *fuse.Attr, i int, fs *Mount) {
-	sd := stdDevs[i]
-	a.Ino = stdDevID(i)
-	a.Nlink = 1
-	setTimes(a, fs.start)
-	if sd.target != "" {
-		a.Mode = syscall.S_IFLNK | 0o777
-		a.Size = uint64(len(sd.target))
-		return
+// newStdNode makes the node of stdDevs[i].
+func newStdNode(i int, created time.Time) node {
+	if stdDevs[i].target != "" {
+		return &stdLinkNode{index: i, created: created}
 	}
+	return &stdCharNode{index: i, created: created}
+}
+
+// stdCharNode is a standard character device (null, zero, ...): the
+// kernel opens it itself, so no OPEN reaches the mount.
+type stdCharNode struct {
+	index   int // in stdDevs
+	created time.Time
+}
+
+func (n *stdCharNode) id() uint64 { return stdDevID(n.index) }
+
+func (n *stdCharNode) attr(mnt *Mount, a *fuse.Attr) {
+	sd := stdDevs[n.index]
+	a.Ino = n.id()
+	a.Nlink = 1
+	setTimes(a, n.created)
 	a.Mode = syscall.S_IFCHR | 0o666
 	a.Rdev = uint32(unix.Mkdev(sd.major, sd.minor))
 }
+
+func (n *stdCharNode) attrTimeout(mnt *Mount) time.Duration { return mnt.opts.EntryTimeout }
+
+func (n *stdCharNode) setattr(mnt *Mount, in *fuse.SetAttrIn, out *fuse.AttrOut) fuse.Status {
+	return mnt.refuseOwnerChange(n, in, out)
+}
+
+func (n *stdCharNode) readlink(mnt *Mount, h *fuse.InHeader) ([]byte, fuse.Status) {
+	return notLink()
+}
+
+func (n *stdCharNode) open(mnt *Mount, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
+	return fuse.EINVAL
+}
+
+func (n *stdCharNode) ioctlNoFile(mnt *Mount) fuse.Status { return fuse.Status(syscall.ENOTTY) }
+
+// stdLinkNode is a standard symbolic link (fd, stdin, stdout, stderr)
+// into /proc/self/fd.
+type stdLinkNode struct {
+	index   int // in stdDevs
+	created time.Time
+}
+
+func (n *stdLinkNode) id() uint64 { return stdDevID(n.index) }
+
+func (n *stdLinkNode) attr(mnt *Mount, a *fuse.Attr) {
+	a.Ino = n.id()
+	a.Nlink = 1
+	setTimes(a, n.created)
+	a.Mode = syscall.S_IFLNK | 0o777
+	a.Size = uint64(len(stdDevs[n.index].target))
+}
+
+func (n *stdLinkNode) attrTimeout(mnt *Mount) time.Duration { return mnt.opts.EntryTimeout }
+
+func (n *stdLinkNode) setattr(mnt *Mount, in *fuse.SetAttrIn, out *fuse.AttrOut) fuse.Status {
+	return mnt.refuseOwnerChange(n, in, out)
+}
+
+func (n *stdLinkNode) readlink(mnt *Mount, h *fuse.InHeader) ([]byte, fuse.Status) {
+	return []byte(stdDevs[n.index].target), fuse.OK
+}
+
+// open: the kernel follows a link before it opens.
+func (n *stdLinkNode) open(mnt *Mount, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
+	return fuse.EINVAL
+}
+
+func (n *stdLinkNode) ioctlNoFile(mnt *Mount) fuse.Status { return fuse.Status(syscall.ENOTTY) }
 
 func stdDevMode(i int) uint32 {
 	if stdDevs[i].target != "" {
