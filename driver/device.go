@@ -63,6 +63,10 @@ type Device struct {
 	file *os.File
 	fd   int
 
+	// ifindex is the interface's index, set at creation and never
+	// changed (a rename keeps it), so it is read without a lock.
+	ifindex int
+
 	// dying is closed when destroy starts; blocked operations select on it.
 	dying chan struct{}
 
@@ -74,7 +78,6 @@ type Device struct {
 
 	mu       sync.Mutex // guards the fields below
 	name     string     // the interface's current name
-	ifindex  int        // set at creation, never changed
 	state    devState
 	refs     [numRefKinds]int
 	busy     int
@@ -335,8 +338,8 @@ func (d *Device) Open(pid int) (*Handle, error) {
 	// Packets queued while the device was closed are stale: drop them.
 	d.drain()
 	d.openIoctlState()
-	if d.drv.Flags&L2 != 0 && d.m.Knobs().TapUpOnOpen() {
-		if err := linkSetUp(d.js.nl, d.ifindex); err != nil {
+	if d.drv.IsL2() && d.m.Knobs().TapUpOnOpen() {
+		if err := d.js.links.SetUp(d.ifindex); err != nil {
 			d.m.logf("%v", err)
 		}
 	}
@@ -510,7 +513,7 @@ func (d *Device) writePacket(data []byte) error {
 	dropped, err := d.send(data)
 	if err != nil {
 		if (errors.Is(err, unix.EIO) || errors.Is(err, ErrNoFamily) || errors.Is(err, ErrShort)) &&
-			!linkIsUp(d.js.nl, d.ifindex) {
+			!d.linkIsUp() {
 			d.drops.Add(1)
 			return nil // "ignore silently"
 		}
@@ -522,6 +525,12 @@ func (d *Device) writePacket(data []byte) error {
 	}
 	d.txPackets.Add(1)
 	return nil
+}
+
+// linkIsUp reports whether the interface is administratively up.
+func (d *Device) linkIsUp() bool {
+	l, err := d.js.links.Link(d.ifindex)
+	return err == nil && l.Up
 }
 
 // Close ends the open (tunclose, on last close): queued packets are dropped,
@@ -547,7 +556,7 @@ func (h *Handle) Close() {
 			// (FUSE sends RELEASE after close(2) has returned).
 			transient := d.ioc.has(modeTransient)
 			if !d.keepsStateOnClose() && !transient {
-				if err := linkDownAndPurge(d.js.nl, d.ifindex); err != nil {
+				if err := d.js.links.DownAndPurge(d.ifindex); err != nil {
 					d.m.logf("close %s: %v", d.DevName(), err)
 				}
 			}

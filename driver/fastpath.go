@@ -38,7 +38,6 @@ import (
 	"os"
 	"sync/atomic"
 
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -175,14 +174,13 @@ func (d *Device) unregisterHanded() {
 	if !d.handedOut() {
 		return
 	}
-	nl := d.js.nl
-	if nl == nil {
+	links := d.js.links
+	if links == nil {
 		d.m.logf("destroy %s: no netlink socket left to unregister the interface", d.DevName())
 		return
 	}
-	err := nl.LinkDel(&netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Index: d.ifindex}})
-	if err != nil && !errors.Is(err, unix.ENODEV) {
-		d.m.logf("destroy %s: unregister interface %d: %v", d.DevName(), d.ifindex, err)
+	if err := links.Delete(d.ifindex); err != nil {
+		d.m.logf("destroy %s: %v", d.DevName(), err)
 	}
 }
 

@@ -10,7 +10,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -84,7 +83,7 @@ func fakeDevice(t testing.TB, drv *Driver) (h *Handle, peer int) {
 		state: devAlive,
 		// A link that is not up: a write the family check refuses is
 		// dropped silently, as on an interface that is down.
-		js: &jailState{nl: &netlink.Handle{}},
+		js: &jailState{links: &fakeLinks{s: &fakeStack{links: map[int]*fakeLink{}}}},
 	}
 	d.idle = sync.NewCond(&d.mu)
 	h = &Handle{dev: d, closed: make(chan struct{}), stop: make(chan struct{}), wantc: make(chan struct{}, 1), done: make(chan struct{})}

@@ -134,13 +134,13 @@ func (d *Device) openIoctlState() {
 	if !d.drv.IsL2() {
 		return
 	}
-	l, err := d.js.nl.LinkByIndex(d.ifindex)
+	l, err := d.js.links.Link(d.ifindex)
 	if err != nil {
 		d.m.logf("open %s: %v", d.DevName(), err)
 		return
 	}
 	d.ioc.mu.Lock()
-	copy(d.ioc.remote[:], l.Attrs().HardwareAddr)
+	copy(d.ioc.remote[:], l.HardwareAddr)
 	d.ioc.mu.Unlock()
 }
 
@@ -164,26 +164,6 @@ func (d *Device) transientClose() {
 	if err := d.m.Destroy(d); err != nil {
 		d.m.debugf("close %s: %v", d.DevName(), err)
 	}
-}
-
-// syncName records the interface's current name and refiles the device in
-// its jail's interface-name index. It takes Device.mu and then
-// Manager.mu, never both at once.
-func (d *Device) syncName(name string) {
-	d.mu.Lock()
-	changed := d.name != name
-	d.name = name
-	d.mu.Unlock()
-	if changed {
-		d.m.renamed(d)
-	}
-}
-
-// ifIndex returns the interface index.
-func (d *Device) ifIndex() int {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.ifindex
 }
 
 // SetLink0 sets or clears link0 (`ifconfig tap0 link0`): a tap with link0
@@ -309,7 +289,7 @@ func (h *Handle) SetIfMode(flags int) error {
 		if err := requireL3(d); err != nil {
 			return err
 		}
-		if linkIsUp(d.js.nl, d.ifindex) {
+		if d.linkIsUp() {
 			return ErrIfUp
 		}
 		switch flags &^ unix.IFF_MULTICAST {
@@ -317,7 +297,7 @@ func (h *Handle) SetIfMode(flags int) error {
 		default:
 			return fmt.Errorf("mode %#x: %w", flags, ErrInvalid)
 		}
-		if err := linkSetMulticast(d.js.nl, d.ifindex, flags&unix.IFF_MULTICAST != 0); err != nil {
+		if err := d.js.links.SetMulticast(d.ifindex, flags&unix.IFF_MULTICAST != 0); err != nil {
 			return err
 		}
 		d.ioc.mu.Lock()
@@ -350,19 +330,19 @@ func (h *Handle) SetInfo(ti ioctls.TunInfo) error {
 		if ti.Type != d.ifType() {
 			return fmt.Errorf("type %d, interface has %d: %w", ti.Type, d.ifType(), ErrWrongType)
 		}
-		l, err := d.js.nl.LinkByIndex(d.ifindex)
+		l, err := d.js.links.Link(d.ifindex)
 		if err != nil {
-			return fmt.Errorf("find link %d: %w", d.ifindex, err)
+			return err
 		}
-		if l.Attrs().MTU != int(ti.MTU) {
+		if l.MTU != int(ti.MTU) {
 			if ti.MTU < minMTU {
 				return fmt.Errorf("mtu %d: %w", ti.MTU, ErrInvalid)
 			}
 			if int(ti.MTU) > d.maxMTU() {
 				return fmt.Errorf("mtu %d: above %d, the largest whose packets a write carries back: %w", ti.MTU, d.maxMTU(), ErrInvalid)
 			}
-			if err := d.js.nl.LinkSetMTU(l, int(ti.MTU)); err != nil {
-				return fmt.Errorf("set mtu %d: %w", ti.MTU, err)
+			if err := d.js.links.SetMTU(d.ifindex, int(ti.MTU)); err != nil {
+				return err
 			}
 		}
 		d.ioc.mu.Lock()
@@ -375,11 +355,11 @@ func (h *Handle) SetInfo(ti ioctls.TunInfo) error {
 // Info returns MTU (the Linux interface's), type and baudrate (TUNGIFINFO).
 func (h *Handle) Info() (ti ioctls.TunInfo, err error) {
 	err = h.do("TUNGIFINFO", func(d *Device) error {
-		l, err := d.js.nl.LinkByIndex(d.ifindex)
+		l, err := d.js.links.Link(d.ifindex)
 		if err != nil {
-			return fmt.Errorf("find link %d: %w", d.ifindex, err)
+			return err
 		}
-		ti.MTU = uint16(min(l.Attrs().MTU, 0xffff))
+		ti.MTU = uint16(min(l.MTU, 0xffff))
 		ti.Type = d.ifType()
 		d.ioc.mu.Lock()
 		ti.Baudrate = d.ioc.baudrate
@@ -393,11 +373,11 @@ func (h *Handle) Info() (ti ioctls.TunInfo, err error) {
 // (TUNGIFNAME, TAPGIFNAME).
 func (h *Handle) IfName() (name string, err error) {
 	err = h.do("TUNGIFNAME", func(d *Device) error {
-		l, err := d.js.nl.LinkByIndex(d.ifindex)
+		l, err := d.js.links.Link(d.ifindex)
 		if err != nil {
-			return fmt.Errorf("find link %d: %w", d.ifindex, err)
+			return err
 		}
-		name = l.Attrs().Name
+		name = l.Name
 		d.syncName(name)
 		return nil
 	})
@@ -470,7 +450,7 @@ func (h *Handle) VnetHdr() (n int, err error) {
 // FreeBSD adds TAP_VNET_HDR_CAPS to the capabilities; 0 withdraws them, so
 // that no partial checksum reaches a reader that cannot see the header.
 func (d *Device) setVnetHdr(n int) error {
-	if err := setTapOffload(d.fd, n != 0); err != nil {
+	if err := d.js.links.SetOffload(d.fd, n != 0); err != nil {
 		return err
 	}
 	d.ioc.vhdr.Store(int32(n))
@@ -518,10 +498,10 @@ func (h *Handle) SetVMIOFlags(flags int) error {
 			return err
 		}
 		want := flags&vmioFlagMask&vmioSettable | unix.IFF_UP
-		l, err := d.js.nl.LinkByIndex(d.ifindex)
+		l, err := d.js.links.Link(d.ifindex)
 		if err != nil {
-			return fmt.Errorf("find link %d: %w", d.ifindex, err)
+			return err
 		}
-		return setIfFlags(d.jail.Netns(), l.Attrs().Name, vmioSettable, want)
+		return d.js.links.SetFlags(l.Name, vmioSettable, want)
 	})
 }

@@ -10,8 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/vishvananda/netlink"
-
 	"github.com/tundevfs/tundevfs/jails"
 )
 
@@ -64,7 +62,7 @@ type Owner struct {
 // Manager.mu guards its fields after creation.
 type jailState struct {
 	jail     *jails.Jail
-	nl       *netlink.Handle // netlink in the jail's namespace; nil once detached
+	links    Links        // the jail's namespace (stack.go); nil once detached
 	watch    *renameWatch    // follows interface renames in the namespace; nil once detached
 	detached bool
 	devices  map[string]*Device // by node name (tun0)
@@ -95,6 +93,7 @@ type Manager struct {
 	knobs   Knobs
 	nextIno atomic.Uint64
 	logger  *log.Logger
+	stack   Stack
 	debug   atomic.Int32 // TUNSDEBUG level, one for all devices (tundebug)
 
 	mu        sync.Mutex // guards the fields below
@@ -110,11 +109,17 @@ type Manager struct {
 // NewManager makes a manager and registers its jail remove callback with
 // reg. Call Close to deregister it.
 func NewManager(reg *jails.Registry, logger *log.Logger) *Manager {
+	return newManager(reg, logger, LinuxStack{})
+}
+
+// newManager is NewManager on stack.
+func newManager(reg *jails.Registry, logger *log.Logger, stack Stack) *Manager {
 	if logger == nil {
 		logger = log.Default()
 	}
 	m := &Manager{
 		logger:    logger,
+		stack:     stack,
 		units:     make(map[unitKey]*unitSet),
 		jails:     make(map[*jails.Jail]*jailState),
 		all:       make(map[*Device]struct{}),
@@ -168,16 +173,16 @@ func (m *Manager) jailStateLocked(j *jails.Jail) (*jailState, error) {
 	if j.State() != jails.Alive {
 		return nil, ErrDetached
 	}
-	nl, err := newLinkHandle(j.Netns())
+	links, err := m.stack.Attach(j)
 	if err != nil {
 		return nil, err
 	}
 	js := &jailState{
-		jail: j, nl: nl, devices: make(map[string]*Device), byIfName: make(map[string]*Device),
+		jail: j, links: links, devices: make(map[string]*Device), byIfName: make(map[string]*Device),
 		byIndex: make(map[int]*Device), settling: make(map[string]chan struct{}), limit: DefaultDeviceLimit,
 	}
 	if js.watch, err = startRenameWatch(m, js); err != nil {
-		nl.Close()
+		links.Close()
 		return nil, err
 	}
 	m.jails[j] = js
@@ -449,7 +454,7 @@ func (m *Manager) newDevice(j *jails.Jail, js *jailState, drv *Driver, u int, or
 	if drv.IsL2() {
 		mac = stableMAC(j.Name(), name)
 	}
-	f, idx, err := openTun(j.Netns(), drv, name, mac)
+	f, idx, err := js.links.Create(drv, name, mac)
 	if err != nil {
 		return nil, err
 	}
@@ -609,8 +614,8 @@ func (m *Manager) DetachJail(j *jails.Jail) {
 	wg.Wait()
 
 	m.mu.Lock()
-	nl, w := js.nl, js.watch
-	js.nl, js.watch = nil, nil
+	links, w := js.links, js.watch
+	js.links, js.watch = nil, nil
 	delete(m.jails, j)
 	for k, us := range m.units {
 		if k.netns == j.Netns().Ino() && us.n == 0 {
@@ -621,7 +626,7 @@ func (m *Manager) DetachJail(j *jails.Jail) {
 	if w != nil {
 		w.stop()
 	}
-	if nl != nil {
-		nl.Close()
+	if links != nil {
+		links.Close()
 	}
 }
