@@ -63,7 +63,7 @@ type Owner struct {
 type jailState struct {
 	jail     *jails.Jail
 	links    Links        // the jail's namespace (stack.go); nil once detached
-	watch    *renameWatch    // follows interface renames in the namespace; nil once detached
+	watch    *renameWatch // follows interface renames in the namespace; nil once detached
 	detached bool
 	devices  map[string]*Device // by node name (tun0)
 	// byIfName holds the live devices by interface name, the node name
