@@ -541,8 +541,10 @@ func (h *Handle) Close() {
 	d := h.dev
 	h.once.Do(func() {
 		h.markClosed()
-		h.stopWatch()
+		// Drop the notification before stopping the watcher, whose
+		// last wakeup would call it: the kernel is done with the file.
 		h.dropPoll()
+		h.stopWatch()
 		d.mu.Lock()
 		alive := d.state == devAlive && d.open == h
 		if alive {
