@@ -183,24 +183,3 @@ func (d *Device) unregisterHanded() {
 		d.m.logf("destroy %s: %v", d.DevName(), err)
 	}
 }
-
-// ByIno returns the live device whose node has inode number ino, or nil.
-func (m *Manager) ByIno(ino uint64) *Device {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for _, js := range m.jails {
-		for _, d := range js.devices {
-			if d.ino == ino {
-				return d
-			}
-		}
-	}
-	return nil
-}
-
-// OpenHandle returns the device's open handle, or nil.
-func (d *Device) OpenHandle() *Handle {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.open
-}

@@ -121,51 +121,6 @@ func (d *Device) ifType() uint8 {
 	return ioctls.IFT_PPP
 }
 
-// keepsStateOnClose says whether the last close leaves the interface up
-// with its addresses (if_tuntap.c: tundtor()): a vmnet always, a tap with
-// link0.
-func (d *Device) keepsStateOnClose() bool {
-	return d.drv.Flags&VMNET != 0 || (d.drv.IsL2() && d.ioc.has(modeLink0))
-}
-
-// openIoctlState runs at open (tunopen()): a tap's remote MAC starts as the
-// interface's own.
-func (d *Device) openIoctlState() {
-	if !d.drv.IsL2() {
-		return
-	}
-	l, err := d.js.links.Link(d.ifindex)
-	if err != nil {
-		d.m.logf("open %s: %v", d.DevName(), err)
-		return
-	}
-	d.ioc.mu.Lock()
-	copy(d.ioc.remote[:], l.HardwareAddr)
-	d.ioc.mu.Unlock()
-}
-
-// closeIoctlState runs at the last close (tundtor()): the virtio-net
-// header is switched off.
-func (d *Device) closeIoctlState() {
-	if d.drv.IsL2() && d.ioc.vhdr.Load() != 0 {
-		if err := d.setVnetHdr(0); err != nil {
-			d.m.logf("close %s: %v", d.DevName(), err)
-		}
-	}
-}
-
-// transientClose destroys a transient device at its last close (tundtor()
-// with TUN_TRANSIENT). The caller has ended its busy section.
-func (d *Device) transientClose() {
-	if !d.ioc.has(modeTransient) {
-		return
-	}
-	d.m.debugf("close %s: transient, destroying", d.DevName())
-	if err := d.m.Destroy(d); err != nil {
-		d.m.debugf("close %s: %v", d.DevName(), err)
-	}
-}
-
 // SetLink0 sets or clears link0 (`ifconfig tap0 link0`): a tap with link0
 // keeps its state on last close, as on FreeBSD. Linux has no IFF_LINK0, so
 // the flag lives here and shows in status.
@@ -193,19 +148,6 @@ func (m *Manager) SetLink0ByName(j *jails.Jail, name string, on bool) error {
 		return fmt.Errorf("link0 %s: %w", name, ErrNoDevice)
 	}
 	return d.SetLink0(on)
-}
-
-// SetDebug sets the driver's debug level (tundebug): one for all devices.
-// A level above 0 logs ioctls, renames and transient destroys.
-func (m *Manager) SetDebug(level int) { m.debug.Store(int32(level)) }
-
-// Debug returns the debug level.
-func (m *Manager) Debug() int { return int(m.debug.Load()) }
-
-func (m *Manager) debugf(format string, args ...any) {
-	if m.debug.Load() > 0 {
-		m.logger.Printf(format, args...)
-	}
 }
 
 // do runs fn as the ioctl req of the open handle h: ErrGone once the

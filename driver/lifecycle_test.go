@@ -711,17 +711,3 @@ func TestDebugLog(t *testing.T) {
 	}
 	e.m.SetDebug(0)
 }
-
-func TestParseNameUnitName(t *testing.T) {
-	for _, d := range Drivers {
-		if ByName(d.Name) != d || d.UnitName(7) != d.Name+"7" {
-			t.Fatal(d.Name)
-		}
-	}
-	if ByName("tunx") != nil || !Reserved("tap") || !Reserved("null") || Reserved("tap0") {
-		t.Fatal("names")
-	}
-	if !Tap.IsL2() || Tun.IsL2() || Vmnet.Flags&VMNET == 0 {
-		t.Fatal("flags")
-	}
-}
