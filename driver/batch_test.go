@@ -92,7 +92,7 @@ func TestWriteBatch(t *testing.T) {
 	e := newFakeEnv(t)
 	d, h := e.open(Tun)
 	e.setUp(d, true)
-	d.ioc.setMode(modeIfHead, 0)
+	d.setMode(modeIfHead, 0)
 	data := encodeBatch([][]byte{family(2, p1), family(7, p2)})
 	if n, err := h.WriteBatch(data); n != BatchHdrLen+4+len(p1) || err != nil {
 		t.Fatalf("batch with a refused second packet = %d, %v", n, err)

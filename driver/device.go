@@ -64,29 +64,26 @@ type Device struct {
 	// changed (a rename keeps it), so it is read without a lock.
 	ifindex int
 
-	// dying is closed when destroy starts; blocked operations select on it.
-	dying chan struct{}
-
 	rxPackets, txPackets, drops atomic.Uint64
 
 	// indexedName is d's key in js.byIfName, "" when it is not there.
 	// Guarded by Manager.mu, not mu.
 	indexedName string
 
-	mu       sync.Mutex // guards the fields below
-	name     string     // the interface's current name
-	state    devState
+	// mu guards the fields below, the open handle's state and poll
+	// notification, and ioc's fields but its atomics.
+	mu       sync.Mutex
+	name     string   // the interface's current name
+	state    devState // alive → dying → dead, see the package doc
 	refs     [numRefKinds]int
-	busy     int
-	idle     *sync.Cond // on mu; broadcast when busy drops to 0
-	open     *Handle
+	busy     int        // operations in flight (enter/exit)
+	idle     *sync.Cond // on mu; broadcast when busy drops to 0 and at dead
+	open     *Handle    // the open handle, nil when closed
 	openPid  int
 	uid, gid uint32
 	mode     uint32
-	fp       fastState // the fast path (fastpath.go)
-
-	readyMu sync.Mutex    // guards ready
-	ready   chan struct{} // closed (and replaced) when the fd may be readable
+	fp       fastState     // the fast path (fastpath.go)
+	ready    chan struct{} // closed (and replaced) when the fd may be readable
 
 	// Poll support (poll.go).
 	stashMu  sync.Mutex // guards stash and stashLen; held across fd reads
@@ -96,23 +93,48 @@ type Device struct {
 	ioc ioctlState // what the ioctls set (ioctl.go)
 }
 
+// handleState is where an open handle is in its life (see the package
+// doc for the drawing).
+type handleState int
+
+const (
+	// hOpen: the device file carries packets; the watcher runs.
+	hOpen handleState = iota
+	// hFast: the open file is on the fast path (fastpath.go): no packets,
+	// no watcher; the ioctls work.
+	hFast
+	// hRevoked: the device was destroyed while the handle was open: no
+	// watcher, every operation answers ErrGone.
+	hRevoked
+	// hClosed: Close has run (the last close of the open file).
+	hClosed
+)
+
 // Handle is the open state of a device (exclusive: one at a time).
 type Handle struct {
-	dev       *Device
-	batch     atomic.Bool   // batch mode (TUNSBATCH) is on for this open file
-	closed    chan struct{} // closed by Close
-	stop      chan struct{} // stops the watcher
-	wantc     chan struct{} // a reader wants a readiness wakeup
-	done      chan struct{} // closed when the watcher has exited
-	once      sync.Once     // makes Close run once
-	closeOnce sync.Once     // closes closed once
-	stopOnce  sync.Once     // makes stopWatch run once
-	fast      chan struct{} // closed when the open file goes on the fast path
-	fastOnce  sync.Once     // closes fast once
+	dev   *Device
+	batch atomic.Bool   // batch mode (TUNSBATCH) is on for this open file
+	wantc chan struct{} // a reader or poller wants a readiness wakeup (buffer 1)
+	left  chan struct{} // closed when the handle leaves hOpen
+	done  chan struct{} // closed when the watcher has exited
 
-	// Poll support (poll.go).
-	pollMu     sync.Mutex // guards pollNotify
-	pollNotify func()     // called once at the next readiness wakeup, or nil
+	// Guarded by dev.mu.
+	state      handleState
+	pollNotify func() // called once at the next readiness wakeup, or nil
+}
+
+// leaveLocked moves h from hOpen, hFast or hRevoked to next, and reports
+// whether it left hOpen: the caller must then stop the watcher
+// (stopWatch) once it has let go of d.mu, and only it does. Blocked readers
+// wake (left). d.mu is held.
+func (h *Handle) leaveLocked(next handleState) (stopWatcher bool) {
+	was := h.state
+	h.state = next
+	if was == hOpen {
+		close(h.left)
+		return true
+	}
+	return false
 }
 
 // Info is a snapshot of a device for status output and the filesystem.
@@ -217,7 +239,7 @@ func (d *Device) Info() Info {
 	}
 	r := Refs{Node: d.refs[RefNode], Clone: d.refs[RefClone], Kernel: d.refs[RefKernel], Open: d.refs[RefOpen]}
 	r.Total = r.Node + r.Clone + r.Kernel + r.Open
-	fast := d.fp.on && d.open != nil
+	fast := d.onFastPathLocked()
 	modes := d.modeNamesLocked()
 	if fast {
 		modes = append(modes, "fastpath")

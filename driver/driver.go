@@ -64,11 +64,42 @@
 // Errors are Go errors wrapping the sentinels of errors.go or a unix.Errno;
 // the fs package turns them into errnos.
 //
+// A device (Device.state, under Device.mu; lifecycle.go):
+//
+//	         Destroy, jail removal,
+//	         transient last close
+//	alive ─────────────────────────► dying ──────────────────────► dead
+//	  │  enter/exit count busy;      │  enter fails (ErrGone);    │  freed at
+//	  │  Open sets Device.open       │  the open handle revoked;  │  its last
+//	  │                              │  waits for busy == 0,      │  reference
+//	  │                              │  unlists, closes the fd    │  (Rel)
+//
+// Every operation runs between enter and exit (FreeBSD's tun_busy): the fd
+// stays open and the device stays out of dead meanwhile. Open and Close use
+// enter too.
+//
+// An open handle (Handle.state, under Device.mu):
+//
+//	        FastPath
+//	hOpen ─────────────────► hFast
+//	  │   │                    │
+//	  │   │ Destroy            │ Close (Destroy leaves it hFast)
+//	  │   ▼                    ▼
+//	  │  hRevoked ──Close──► hClosed
+//	  │                        ▲
+//	  └───────── Close ────────┘
+//
+// Only hOpen carries packets, runs the watcher and keeps a poll
+// notification; whoever moves a handle out of hOpen (leaveLocked) closes
+// Handle.left, which wakes its blocked readers, and stops the watcher, once.
+// Close is the one way to hClosed: it resets the device as an operation in
+// flight, clears Device.open and, for a transient device, starts the
+// destroy in the same step, so no open comes between.
+//
 // Lock order: Manager.mu, then Device.mu. No lock is held while waiting
-// for a settling unit. Device.readyMu, Device.stashMu,
-// Handle.pollMu and Device.ioc.mu are leaves. Device.stashMu is held across
-// non-blocking reads of the device's fd, so that packets keep their order;
-// no other lock is held while calling into netlink, the kernel's tun driver,
+// for a settling unit. Device.stashMu is a leaf, held across non-blocking
+// reads of the device's fd so that packets keep their order; no other lock
+// is held while calling into the Stack (netlink, the kernel's tun driver),
 // listeners or a poll notification.
 package driver
 

@@ -53,8 +53,7 @@ var ErrFastPathOff = errors.New("fast path is off (sysctl net.link.tun.fastpath=
 
 // fastState is a device's fast-path state, guarded by Device.mu.
 type fastState struct {
-	on     bool // the current open file is on the fast path
-	handed int  // fds handed out over the device's life
+	handed int // fds handed out over the device's life
 	// shared is set (never cleared) once a client holds a duplicate of
 	// the fd: from then on the daemon reads with readNoWait, whatever
 	// O_NONBLOCK the client left on the shared file description. Atomic:
@@ -83,12 +82,13 @@ func (h *Handle) FastPath() (int, error) {
 	}
 	d.fp.shared.Store(true)
 	d.mu.Lock()
-	first := !d.fp.on
-	d.fp.on = true
+	first := h.state == hOpen
+	if first {
+		h.leaveLocked(hFast)
+	}
 	d.fp.handed++
 	d.mu.Unlock()
 	if first {
-		h.fastOnce.Do(func() { close(h.fast) })
 		// The daemon stops reading: no watcher, no stash left behind.
 		h.stopWatch()
 		d.wake()
@@ -147,17 +147,12 @@ func (d *Device) closeFile() error {
 func (d *Device) OnFastPath() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.fp.on && d.open != nil
+	return d.onFastPathLocked()
 }
 
-// onFastPath reports whether h has been switched to the fast path.
-func (h *Handle) onFastPath() bool {
-	select {
-	case <-h.fast:
-		return true
-	default:
-		return false
-	}
+// onFastPathLocked is OnFastPath with d.mu held.
+func (d *Device) onFastPathLocked() bool {
+	return d.open != nil && d.open.state == hFast
 }
 
 // handedOut reports whether a TUN fd of d was ever handed to a client.

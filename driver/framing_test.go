@@ -78,7 +78,7 @@ func TestTunReadFraming(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newFakeEnv(t)
 			d, h := e.open(Tun)
-			d.ioc.setMode(tc.mode, 0)
+			d.setMode(tc.mode, 0)
 			e.inject(d, tc.pkt)
 			buf := make([]byte, 2000)
 			if tc.short > 0 {
@@ -137,7 +137,7 @@ func TestTunWriteFraming(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newFakeEnv(t)
 			d, h := e.open(Tun)
-			d.ioc.setMode(tc.mode, 0)
+			d.setMode(tc.mode, 0)
 			e.setUp(d, tc.up)
 			n, err := h.Write(tc.data)
 			if tc.err != nil {

@@ -78,7 +78,6 @@ func fakeDevice(t testing.TB, drv *Driver) (h *Handle, peer int) {
 	d := &Device{
 		drv:   drv,
 		fd:    fds[0],
-		dying: make(chan struct{}),
 		ready: make(chan struct{}),
 		state: devAlive,
 		// A link that is not up: a write the family check refuses is
@@ -86,7 +85,7 @@ func fakeDevice(t testing.TB, drv *Driver) (h *Handle, peer int) {
 		js: &jailState{links: &fakeLinks{s: &fakeStack{links: map[int]*fakeLink{}}}},
 	}
 	d.idle = sync.NewCond(&d.mu)
-	h = &Handle{dev: d, closed: make(chan struct{}), stop: make(chan struct{}), wantc: make(chan struct{}, 1), done: make(chan struct{})}
+	h = &Handle{dev: d, wantc: make(chan struct{}, 1), left: make(chan struct{}), done: make(chan struct{})}
 	d.open = h
 	return h, fds[1]
 }

@@ -27,17 +27,17 @@ func (d *Device) drain() {
 
 // readyChan returns the channel closed at the next readiness wakeup.
 func (d *Device) readyChan() chan struct{} {
-	d.readyMu.Lock()
-	defer d.readyMu.Unlock()
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	return d.ready
 }
 
 // wake closes the current readiness channel.
 func (d *Device) wake() {
-	d.readyMu.Lock()
+	d.mu.Lock()
 	close(d.ready)
 	d.ready = make(chan struct{})
-	d.readyMu.Unlock()
+	d.mu.Unlock()
 }
 
 // watch runs while the device is open. Whenever a reader asks for it, it
@@ -53,7 +53,7 @@ func (h *Handle) watch() {
 	}
 	for {
 		select {
-		case <-h.stop:
+		case <-h.left:
 			return
 		case <-h.wantc:
 		}
@@ -67,17 +67,16 @@ func (h *Handle) watch() {
 			}
 			return true
 		})
+		select {
+		case <-h.left:
+			// Whoever moved h out of hOpen wakes whom it must.
+			return
+		default:
+		}
 		d.wake()
 		h.notifyPoll()
-		if err != nil {
-			select {
-			case <-h.stop:
-				return
-			default:
-			}
-			if !errors.Is(err, os.ErrDeadlineExceeded) {
-				return
-			}
+		if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			return
 		}
 	}
 }
@@ -88,10 +87,7 @@ func (h *Handle) watch() {
 // destroyed (ErrGone), or fails at once with ErrWouldBlock if nonblock.
 func (h *Handle) Read(cancel <-chan struct{}, buf []byte, nonblock bool) (int, error) {
 	d := h.dev
-	if h.onFastPath() {
-		return 0, ErrFastPath
-	}
-	if err := d.enter(h); err != nil {
+	if err := d.enterIO(h); err != nil {
 		return 0, err
 	}
 	defer d.exit()
@@ -125,14 +121,25 @@ func (h *Handle) wait(cancel <-chan struct{}, nonblock bool, try func() (int, er
 		case <-ready:
 		case <-cancel:
 			return 0, ErrInterrupted
-		case <-d.dying:
-			return 0, ErrGone
-		case <-h.closed:
-			return 0, ErrNotOpen
-		case <-h.fast:
-			return 0, ErrFastPath
+		case <-h.left:
+			return 0, h.leftErr()
 		}
 	}
+}
+
+// leftErr is what a blocked operation answers once h left hOpen: ErrGone
+// if the device is dying, ErrFastPath on the fast path, else ErrNotOpen.
+func (h *Handle) leftErr() error {
+	d := h.dev
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	switch {
+	case d.state != devAlive:
+		return ErrGone
+	case h.state == hFast:
+		return ErrFastPath
+	}
+	return ErrNotOpen
 }
 
 // readPacket reads one packet without blocking, dropping the packets a
@@ -156,10 +163,7 @@ func (d *Device) readPacket(buf []byte) (int, error) {
 // packet is framed as the device's mode says (framing.go).
 func (h *Handle) Write(data []byte) (int, error) {
 	d := h.dev
-	if h.onFastPath() {
-		return 0, ErrFastPath
-	}
-	if err := d.enter(h); err != nil {
+	if err := d.enterIO(h); err != nil {
 		return 0, err
 	}
 	defer d.exit()

@@ -3,7 +3,6 @@ package driver
 import (
 	"fmt"
 	"net"
-	"sync"
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
@@ -50,26 +49,26 @@ const vmioSettable = unix.IFF_UP | unix.IFF_DEBUG | unix.IFF_NOTRAILERS | unix.I
 
 // ioctlState is the part of a device the ioctls set.
 type ioctlState struct {
-	// mode holds the mode bits; it is written under mu and read without
-	// a lock by the data path.
+	// mode holds the mode bits; it is written under Device.mu and read
+	// without a lock by the data path.
 	mode atomic.Uint32
 	// vhdr is the virtio-net header length readers and writers see
 	// (TAPSVNETHDR): 0, 10 or 12. The kernel side is always 12 bytes.
 	vhdr atomic.Int32
 
-	mu       sync.Mutex // serialises mode changes; guards the fields below. A leaf: nothing is locked while it is held
-	remote   [6]byte    // tun_ether: the remote side's MAC (SIOC[GS]IFADDR on a tap)
-	baudrate int32      // if_baudrate, which Linux does not have
-	ifmode   int        // the last TUNSIFMODE value, 0 if none
+	// Guarded by Device.mu.
+	remote   [6]byte // tun_ether: the remote side's MAC (SIOC[GS]IFADDR on a tap)
+	baudrate int32   // if_baudrate, which Linux does not have
+	ifmode   int     // the last TUNSIFMODE value, 0 if none
 }
 
 func (s *ioctlState) has(bit uint32) bool { return s.mode.Load()&bit != 0 }
 
 // setMode sets and clears mode bits in one step.
-func (s *ioctlState) setMode(set, clear uint32) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.mode.Store(s.mode.Load()&^clear | set)
+func (d *Device) setMode(set, clear uint32) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.ioc.mode.Store(d.ioc.mode.Load()&^clear | set)
 }
 
 // modeNamesLocked describes the modes for status output. d.mu is held (Info).
@@ -90,14 +89,12 @@ func (d *Device) modeNamesLocked() []string {
 	if d.aliasRefusedLocked() {
 		out = append(out, "alias-refused")
 	}
-	d.ioc.mu.Lock()
 	switch d.ioc.ifmode &^ unix.IFF_MULTICAST {
 	case unix.IFF_POINTOPOINT:
 		out = append(out, "pointopoint")
 	case unix.IFF_BROADCAST:
 		out = append(out, "broadcast")
 	}
-	d.ioc.mu.Unlock()
 	return out
 }
 
@@ -130,9 +127,9 @@ func (d *Device) SetLink0(on bool) error {
 	}
 	defer d.exit()
 	if on {
-		d.ioc.setMode(modeLink0, 0)
+		d.setMode(modeLink0, 0)
 	} else {
-		d.ioc.setMode(0, modeLink0)
+		d.setMode(0, modeLink0)
 	}
 	return nil
 }
@@ -188,9 +185,9 @@ func (h *Handle) SetIfHead(on bool) error {
 			return err
 		}
 		if on {
-			d.ioc.setMode(modeIfHead, modeLMode)
+			d.setMode(modeIfHead, modeLMode)
 		} else {
-			d.ioc.setMode(0, modeIfHead)
+			d.setMode(0, modeIfHead)
 		}
 		return nil
 	})
@@ -213,9 +210,9 @@ func (h *Handle) SetLinkMode(on bool) error {
 			return err
 		}
 		if on {
-			d.ioc.setMode(modeLMode, modeIfHead)
+			d.setMode(modeLMode, modeIfHead)
 		} else {
-			d.ioc.setMode(0, modeLMode)
+			d.setMode(0, modeLMode)
 		}
 		return nil
 	})
@@ -242,9 +239,9 @@ func (h *Handle) SetIfMode(flags int) error {
 		if err := d.js.links.SetMulticast(d.ifindex, flags&unix.IFF_MULTICAST != 0); err != nil {
 			return err
 		}
-		d.ioc.mu.Lock()
+		d.mu.Lock()
 		d.ioc.ifmode = flags
-		d.ioc.mu.Unlock()
+		d.mu.Unlock()
 		return nil
 	})
 }
@@ -287,9 +284,9 @@ func (h *Handle) SetInfo(ti ioctls.TunInfo) error {
 				return err
 			}
 		}
-		d.ioc.mu.Lock()
+		d.mu.Lock()
 		d.ioc.baudrate = ti.Baudrate
-		d.ioc.mu.Unlock()
+		d.mu.Unlock()
 		return nil
 	})
 }
@@ -303,9 +300,9 @@ func (h *Handle) Info() (ti ioctls.TunInfo, err error) {
 		}
 		ti.MTU = uint16(min(l.MTU, 0xffff))
 		ti.Type = d.ifType()
-		d.ioc.mu.Lock()
+		d.mu.Lock()
 		ti.Baudrate = d.ioc.baudrate
-		d.ioc.mu.Unlock()
+		d.mu.Unlock()
 		return nil
 	})
 	return ti, err
@@ -335,9 +332,9 @@ func (h *Handle) SetTransient(on, privileged bool) error {
 			return ErrPerm
 		}
 		if on {
-			d.ioc.setMode(modeTransient, 0)
+			d.setMode(modeTransient, 0)
 		} else {
-			d.ioc.setMode(0, modeTransient)
+			d.setMode(0, modeTransient)
 		}
 		return nil
 	})
@@ -409,9 +406,9 @@ func (h *Handle) SetRemoteMAC(mac net.HardwareAddr) error {
 		if len(mac) != 6 {
 			return fmt.Errorf("mac %v: %w", mac, ErrInvalid)
 		}
-		d.ioc.mu.Lock()
+		d.mu.Lock()
 		copy(d.ioc.remote[:], mac)
-		d.ioc.mu.Unlock()
+		d.mu.Unlock()
 		return nil
 	})
 }
@@ -423,9 +420,9 @@ func (h *Handle) RemoteMAC() (mac net.HardwareAddr, err error) {
 		if err := requireL2(d); err != nil {
 			return err
 		}
-		d.ioc.mu.Lock()
+		d.mu.Lock()
 		mac = net.HardwareAddr(append([]byte(nil), d.ioc.remote[:]...))
-		d.ioc.mu.Unlock()
+		d.mu.Unlock()
 		return nil
 	})
 	return mac, err

@@ -145,7 +145,6 @@ func (m *Manager) newDevice(j *jails.Jail, js *jailState, drv *Driver, u int, or
 		byFS:    origin == DevfsClone,
 		file:    f,
 		fd:      int(f.Fd()),
-		dying:   make(chan struct{}),
 		name:    name,
 		ifindex: idx,
 		uid:     owner.UID,
@@ -197,18 +196,35 @@ func (m *Manager) Destroy(d *Device) error {
 		d.mu.Unlock()
 		return fmt.Errorf("destroy %s: %w", d.DevName(), ErrNoDevice)
 	}
+	revoked := d.beginDestroyLocked()
+	d.mu.Unlock()
+	return m.finishDestroy(d, revoked)
+}
+
+// beginDestroyLocked moves an alive device to dying and revokes its open
+// handle if that carries packets, which wakes its blocked readers
+// (ErrGone). It returns the revoked handle, whose watcher the caller stops
+// with finishDestroy. d.mu is held.
+func (d *Device) beginDestroyLocked() (revoked *Handle) {
 	d.state = devDying
-	close(d.dying)
+	if h := d.open; h != nil && h.state == hOpen {
+		h.leaveLocked(hRevoked)
+		return h
+	}
+	return nil
+}
+
+// finishDestroy is the rest of Destroy once the device is dying: it waits
+// for the operations in flight and takes the device to dead.
+func (m *Manager) finishDestroy(d *Device, revoked *Handle) error {
+	d.mu.Lock()
 	for d.busy > 0 {
 		d.idle.Wait()
 	}
-	h := d.open
 	d.mu.Unlock()
-
-	if h != nil {
-		h.markClosed()
-		h.stopWatch()
-		h.notifyPoll() // pollers see the device gone, as readers do
+	if revoked != nil {
+		revoked.stopWatch()
+		revoked.notifyPoll() // pollers see the device gone, as readers do
 	}
 	// Unlist: listeners invalidate the kernel's entries now, while the
 	// device is still in devices (dying: lookups find no node, readdir
@@ -309,28 +325,49 @@ func (m *Manager) DetachJail(j *jails.Jail) {
 
 // enter marks an operation in flight (FreeBSD's tun_busy). It fails with
 // ErrGone once the device is dying, and with ErrNotOpen when h is not the
-// current open handle.
+// current open handle or is closed.
 func (d *Device) enter(h *Handle) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	return d.enterLocked(h)
+}
+
+// enterLocked is enter with d.mu held.
+func (d *Device) enterLocked(h *Handle) error {
 	if d.state != devAlive {
 		return ErrGone
 	}
-	if h != nil && d.open != h {
+	if h != nil && (d.open != h || h.state == hClosed) {
 		return ErrNotOpen
 	}
 	d.busy++
 	return nil
 }
 
+// enterIO is enter for an operation that moves packets through the device
+// file: on the fast path it fails with ErrFastPath.
+func (d *Device) enterIO(h *Handle) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if h.state == hFast {
+		return ErrFastPath
+	}
+	return d.enterLocked(h)
+}
+
 // exit ends an operation started with enter (tun_unbusy).
 func (d *Device) exit() {
 	d.mu.Lock()
+	d.exitLocked()
+	d.mu.Unlock()
+}
+
+// exitLocked is exit with d.mu held.
+func (d *Device) exitLocked() {
 	d.busy--
 	if d.busy == 0 {
 		d.idle.Broadcast()
 	}
-	d.mu.Unlock()
 }
 
 // Open opens the device for pid (tunopen): exclusive, so a second open is
@@ -345,18 +382,11 @@ func (d *Device) Open(pid int) (*Handle, error) {
 		d.mu.Unlock()
 		return nil, fmt.Errorf("open %s: %w", d.DevName(), ErrBusy)
 	}
-	h := &Handle{
-		dev:    d,
-		closed: make(chan struct{}),
-		stop:   make(chan struct{}),
-		wantc:  make(chan struct{}, 1),
-		done:   make(chan struct{}),
-		fast:   make(chan struct{}),
-	}
+	h := &Handle{dev: d, wantc: make(chan struct{}, 1), left: make(chan struct{}), done: make(chan struct{})}
 	d.open = h
 	d.openPid = pid
 	d.refs[RefOpen]++
-	d.busy++ // hold off destroy while the handle is set up
+	d.enterLocked(h) // cannot fail here; holds off destroy while the handle is set up
 	d.mu.Unlock()
 	defer d.exit()
 
@@ -376,62 +406,71 @@ func (d *Device) Open(pid int) (*Handle, error) {
 // Close ends the open (tunclose, on last close): queued packets are dropped,
 // a tun and a tap are brought down and lose their addresses, a vmnet (and a
 // tap with link0) keeps its state, the virtio-net header goes off, and a
-// transient device is destroyed.
+// transient device is destroyed. It is the one way to hClosed; a second
+// Close does nothing.
 func (h *Handle) Close() {
 	d := h.dev
-	h.once.Do(func() {
-		h.markClosed()
-		// Drop the notification before stopping the watcher, whose
-		// last wakeup would call it: the kernel is done with the file.
-		h.dropPoll()
-		h.stopWatch()
-		d.mu.Lock()
-		alive := d.state == devAlive && d.open == h
-		if alive {
-			d.busy++
-		}
+	d.mu.Lock()
+	if h.state == hClosed {
 		d.mu.Unlock()
-		if alive {
-			d.drain()
-			// A transient device goes at once: bringing it down and
-			// resetting it first would only keep it listed longer
-			// (FUSE sends RELEASE after close(2) has returned).
-			transient := d.ioc.has(modeTransient)
-			if !d.keepsStateOnClose() && !transient {
-				if err := d.js.links.DownAndPurge(d.ifindex); err != nil {
-					d.m.logf("close %s: %v", d.DevName(), err)
-				}
-			}
-			if !transient {
-				d.closeIoctlState()
-			}
-			d.exit()
-			d.transientClose()
+		return
+	}
+	// The reset runs as an operation in flight, so a destroy waits for
+	// it; it fails once the device is dying.
+	reset := d.enterLocked(h) == nil
+	watching := h.leaveLocked(hClosed)
+	h.pollNotify = nil // the kernel is done with the file
+	d.mu.Unlock()
+
+	transient := false
+	if reset {
+		if watching {
+			h.stopWatch()
 		}
-		d.mu.Lock()
-		if d.open == h {
-			d.open = nil
-			d.openPid = 0
-			d.fp.on = false
+		d.drain()
+		// A transient device goes at once: bringing it down and
+		// resetting it first would only keep it listed longer (FUSE
+		// sends RELEASE after close(2) has returned).
+		transient = d.ioc.has(modeTransient)
+		if !d.keepsStateOnClose() && !transient {
+			if err := d.js.links.DownAndPurge(d.ifindex); err != nil {
+				d.m.logf("close %s: %v", d.DevName(), err)
+			}
 		}
-		d.mu.Unlock()
-		d.Rel(RefOpen)
-	})
+		if !transient {
+			d.closeIoctlState()
+		}
+	}
+	d.mu.Lock()
+	if reset {
+		d.exitLocked()
+	}
+	// A transient device starts dying before it is closed, so that no
+	// open comes between (tundtor() with TUN_TRANSIENT).
+	transient = transient && d.state == devAlive
+	if transient {
+		d.beginDestroyLocked()
+	}
+	d.open = nil
+	d.openPid = 0
+	d.mu.Unlock()
+	if transient {
+		d.m.debugf("close %s: transient, destroying", d.DevName())
+		if err := d.m.finishDestroy(d, nil); err != nil {
+			d.m.debugf("close %s: %v", d.DevName(), err)
+		}
+	}
+	d.Rel(RefOpen)
 }
 
-func (h *Handle) markClosed() {
-	h.closeOnce.Do(func() { close(h.closed) })
-}
-
-// stopWatch stops the watcher and waits for it.
+// stopWatch stops the watcher and waits for it. Only the caller that
+// moved h out of hOpen calls it (leaveLocked), once, inside an operation
+// in flight or before destroy closes the fd.
 func (h *Handle) stopWatch() {
-	h.stopOnce.Do(func() {
-		close(h.stop)
-		// Break a wait on the netpoller, then restore the deadline.
-		h.dev.file.SetReadDeadline(time.Now())
-		<-h.done
-		h.dev.file.SetReadDeadline(time.Time{})
-	})
+	// Break a wait on the netpoller, then restore the deadline.
+	h.dev.file.SetReadDeadline(time.Now())
+	<-h.done
+	h.dev.file.SetReadDeadline(time.Time{})
 }
 
 // keepsStateOnClose says whether the last close leaves the interface up
@@ -452,9 +491,9 @@ func (d *Device) openIoctlState() {
 		d.m.logf("open %s: %v", d.DevName(), err)
 		return
 	}
-	d.ioc.mu.Lock()
+	d.mu.Lock()
 	copy(d.ioc.remote[:], l.HardwareAddr)
-	d.ioc.mu.Unlock()
+	d.mu.Unlock()
 }
 
 // closeIoctlState runs at the last close (tundtor()): the virtio-net
@@ -464,17 +503,5 @@ func (d *Device) closeIoctlState() {
 		if err := d.setVnetHdr(0); err != nil {
 			d.m.logf("close %s: %v", d.DevName(), err)
 		}
-	}
-}
-
-// transientClose destroys a transient device at its last close (tundtor()
-// with TUN_TRANSIENT). The caller has ended its busy section.
-func (d *Device) transientClose() {
-	if !d.ioc.has(modeTransient) {
-		return
-	}
-	d.m.debugf("close %s: transient, destroying", d.DevName())
-	if err := d.m.Destroy(d); err != nil {
-		d.m.debugf("close %s: %v", d.DevName(), err)
 	}
 }

@@ -711,3 +711,28 @@ func TestDebugLog(t *testing.T) {
 	}
 	e.m.SetDebug(0)
 }
+
+// TestFastPathBatch: on the fast path the device file carries no packets,
+// in batch mode too (a batch read would take the client's packets).
+func TestFastPathBatch(t *testing.T) {
+	e := newFakeEnv(t)
+	d, h := e.open(Tun)
+	if err := h.SetBatch(true); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := h.FastPath()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeFd(fd)
+	e.inject(d, ipv4(30))
+	if n, err := h.ReadBatch(nil, make([]byte, 100), true); !errors.Is(err, ErrFastPath) {
+		t.Fatalf("batch read on the fast path = %d, %v; want ErrFastPath", n, err)
+	}
+	if n, err := h.WriteBatch(encodeBatch([][]byte{ipv4(30)})); !errors.Is(err, ErrFastPath) {
+		t.Fatalf("batch write on the fast path = %d, %v; want ErrFastPath", n, err)
+	}
+	if n, err := readFd(fd, make([]byte, 64)); err != nil || n != 30 {
+		t.Fatalf("the client's packet: %d, %v", n, err)
+	}
+}
