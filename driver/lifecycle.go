@@ -422,11 +422,13 @@ func (h *Handle) Close() {
 	h.pollNotify = nil // the kernel is done with the file
 	d.mu.Unlock()
 
+	if watching {
+		// Only from hOpen, so the device is alive and reset holds
+		// destroy off: the fd is open.
+		h.stopWatch()
+	}
 	transient := false
 	if reset {
-		if watching {
-			h.stopWatch()
-		}
 		d.drain()
 		// A transient device goes at once: bringing it down and
 		// resetting it first would only keep it listed longer (FUSE
