@@ -448,9 +448,10 @@ func (h *Handle) Close() {
 		d.exitLocked()
 	}
 	// A transient device starts dying before it is closed, so that no
-	// open comes between (tundtor() with TUN_TRANSIENT).
-	transient = transient && d.state == devAlive
-	if transient {
+	// open comes between (tundtor() with TUN_TRANSIENT). If a destroy
+	// began meanwhile, the close waits for it, as a second Destroy does.
+	destroy := transient && d.state == devAlive
+	if destroy {
 		d.beginDestroyLocked()
 	}
 	d.open = nil
@@ -458,7 +459,13 @@ func (h *Handle) Close() {
 	d.mu.Unlock()
 	if transient {
 		d.m.debugf("close %s: transient, destroying", d.DevName())
-		if err := d.m.finishDestroy(d, nil); err != nil {
+		var err error
+		if destroy {
+			err = d.m.finishDestroy(d, nil)
+		} else {
+			err = d.m.Destroy(d)
+		}
+		if err != nil {
 			d.m.debugf("close %s: %v", d.DevName(), err)
 		}
 	}
