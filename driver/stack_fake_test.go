@@ -321,6 +321,13 @@ func (b *logBuf) String() string {
 	return string(b.buf)
 }
 
+// zeroSettings is the zero value of the host jail's settings, whatever
+// their type: the tests need no settings.
+func zeroSettings[S any](func(*jails.Netns, S) *jails.Registry) S {
+	var zero S
+	return zero
+}
+
 func newFakeEnv(t testing.TB) *fakeEnv {
 	t.Helper()
 	host, err := jails.CurrentNetns()
@@ -328,7 +335,7 @@ func newFakeEnv(t testing.TB) *fakeEnv {
 		t.Fatal(err)
 	}
 	e := &fakeEnv{t: t, stack: newFakeStack(t), log: new(logBuf)}
-	e.reg = jails.NewRegistry(host, nil)
+	e.reg = jails.NewRegistry(host, zeroSettings(jails.NewRegistry))
 	e.m = newManager(e.reg, log.New(io.MultiWriter(e.log), "", 0), e.stack)
 	e.host = e.reg.Host()
 	t.Cleanup(func() {
@@ -347,7 +354,7 @@ func (e *fakeEnv) jail(name string) *jails.Jail {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	j, err := e.reg.Create(jails.Options{Name: name, Netns: ns, Created: true})
+	j, err := e.reg.Create(jails.Options{Name: name, Netns: ns})
 	if err != nil {
 		e.t.Fatal(err)
 	}
