@@ -8,7 +8,7 @@ GOBIN   := $(shell $(GO) env GOPATH)/bin
 PKGS    := ./...
 TESTFLAGS ?= -count=1 -timeout 30m
 
-.PHONY: all build deps demo test lint bench bench-go fuzz stress clean deb man completions containers deb-check
+.PHONY: all build deps demo test lint bench bench-go fuzz stress clean deb man completions containers deb-check cover-driver
 
 all: build
 
@@ -34,6 +34,11 @@ lint: $(GOFUSE)
 test: deps lint
 	$(GO) test $(TESTFLAGS) $(PKGS)
 	$(MAKE) deb-check
+
+# The driver's tests as an ordinary user (nobody when run as root), with
+# their coverage of driver, which must stay at least COVER_MIN (80) percent.
+cover-driver: $(GOFUSE)
+	GO=$(GO) scripts/cover-driver.sh
 
 # The benchmark suite's table (BENCH_QUICK=1: a smoke run in seconds).
 bench: deps build

@@ -38,7 +38,7 @@ func (h *Handle) ReadBatch(cancel <-chan struct{}, buf []byte, nonblock bool) (i
 	if len(buf) < BatchHdrLen+2 {
 		return 0, fmt.Errorf("read %s: batch read of %d bytes: %w", d.DevName(), len(buf), ErrInvalid)
 	}
-	if err := d.enter(h); err != nil {
+	if err := d.enterIO(h); err != nil {
 		return 0, err
 	}
 	defer d.exit()
@@ -82,7 +82,7 @@ func (d *Device) fillBatch(buf []byte) (int, error) {
 // consumed so far.
 func (h *Handle) WriteBatch(data []byte) (int, error) {
 	d := h.dev
-	if err := d.enter(h); err != nil {
+	if err := d.enterIO(h); err != nil {
 		return 0, err
 	}
 	defer d.exit()

@@ -1,14 +1,11 @@
 package driver
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/tundevfs/tundevfs/jails"
 )
@@ -63,8 +60,9 @@ type Device struct {
 	file *os.File
 	fd   int
 
-	// dying is closed when destroy starts; blocked operations select on it.
-	dying chan struct{}
+	// ifindex is the interface's index, set at creation and never
+	// changed (a rename keeps it), so it is read without a lock.
+	ifindex int
 
 	rxPackets, txPackets, drops atomic.Uint64
 
@@ -72,21 +70,20 @@ type Device struct {
 	// Guarded by Manager.mu, not mu.
 	indexedName string
 
-	mu       sync.Mutex // guards the fields below
-	name     string     // the interface's current name
-	ifindex  int        // set at creation, never changed
-	state    devState
+	// mu guards the fields below, the open handle's state and poll
+	// notification, and ioc's fields but its atomics.
+	mu       sync.Mutex
+	name     string   // the interface's current name
+	state    devState // alive → dying → dead, see the package doc
 	refs     [numRefKinds]int
-	busy     int
-	idle     *sync.Cond // on mu; broadcast when busy drops to 0
-	open     *Handle
+	busy     int        // operations in flight (enter/exit)
+	idle     *sync.Cond // on mu; broadcast when busy drops to 0 and at dead
+	open     *Handle    // the open handle, nil when closed
 	openPid  int
 	uid, gid uint32
 	mode     uint32
-	fp       fastState // the fast path (fastpath.go)
-
-	readyMu sync.Mutex    // guards ready
-	ready   chan struct{} // closed (and replaced) when the fd may be readable
+	fp       fastState     // the fast path (fastpath.go)
+	ready    chan struct{} // closed (and replaced) when the fd may be readable
 
 	// Poll support (poll.go).
 	stashMu  sync.Mutex // guards stash and stashLen; held across fd reads
@@ -96,23 +93,48 @@ type Device struct {
 	ioc ioctlState // what the ioctls set (ioctl.go)
 }
 
+// handleState is where an open handle is in its life (see the package
+// doc for the drawing).
+type handleState int
+
+const (
+	// hOpen: the device file carries packets; the watcher runs.
+	hOpen handleState = iota
+	// hFast: the open file is on the fast path (fastpath.go): no packets,
+	// no watcher; the ioctls work.
+	hFast
+	// hRevoked: the device was destroyed while the handle was open: no
+	// watcher, every operation answers ErrGone.
+	hRevoked
+	// hClosed: Close has run (the last close of the open file).
+	hClosed
+)
+
 // Handle is the open state of a device (exclusive: one at a time).
 type Handle struct {
-	dev       *Device
-	batch     atomic.Bool   // batch mode (TUNSBATCH) is on for this open file
-	closed    chan struct{} // closed by Close
-	stop      chan struct{} // stops the watcher
-	wantc     chan struct{} // a reader wants a readiness wakeup
-	done      chan struct{} // closed when the watcher has exited
-	once      sync.Once     // makes Close run once
-	closeOnce sync.Once     // closes closed once
-	stopOnce  sync.Once     // makes stopWatch run once
-	fast      chan struct{} // closed when the open file goes on the fast path
-	fastOnce  sync.Once     // closes fast once
+	dev   *Device
+	batch atomic.Bool   // batch mode (TUNSBATCH) is on for this open file
+	wantc chan struct{} // a reader or poller wants a readiness wakeup (buffer 1)
+	left  chan struct{} // closed when the handle leaves hOpen
+	done  chan struct{} // closed when the watcher has exited
 
-	// Poll support (poll.go).
-	pollMu     sync.Mutex // guards pollNotify
-	pollNotify func()     // called once at the next readiness wakeup, or nil
+	// Guarded by dev.mu.
+	state      handleState
+	pollNotify func() // called once at the next readiness wakeup, or nil
+}
+
+// leaveLocked moves h from hOpen, hFast or hRevoked to next, and reports
+// whether it left hOpen: the caller must then stop the watcher
+// (stopWatch) once it has let go of d.mu, and only it does. Blocked readers
+// wake (left). d.mu is held.
+func (h *Handle) leaveLocked(next handleState) (stopWatcher bool) {
+	was := h.state
+	h.state = next
+	if was == hOpen {
+		close(h.left)
+		return true
+	}
+	return false
 }
 
 // Info is a snapshot of a device for status output and the filesystem.
@@ -217,7 +239,7 @@ func (d *Device) Info() Info {
 	}
 	r := Refs{Node: d.refs[RefNode], Clone: d.refs[RefClone], Kernel: d.refs[RefKernel], Open: d.refs[RefOpen]}
 	r.Total = r.Node + r.Clone + r.Kernel + r.Open
-	fast := d.fp.on && d.open != nil
+	fast := d.onFastPathLocked()
 	modes := d.modeNamesLocked()
 	if fast {
 		modes = append(modes, "fastpath")
@@ -278,318 +300,12 @@ func (d *Device) totalRefsLocked() int {
 	return n
 }
 
-// enter marks an operation in flight (FreeBSD's tun_busy). It fails with
-// ErrGone once the device is dying, and with ErrNotOpen when h is not the
-// current open handle.
-func (d *Device) enter(h *Handle) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.state != devAlive {
-		return ErrGone
-	}
-	if h != nil && d.open != h {
-		return ErrNotOpen
-	}
-	d.busy++
-	return nil
-}
-
-// exit ends an operation started with enter (tun_unbusy).
-func (d *Device) exit() {
-	d.mu.Lock()
-	d.busy--
-	if d.busy == 0 {
-		d.idle.Broadcast()
-	}
-	d.mu.Unlock()
-}
-
-// Open opens the device for pid (tunopen): exclusive, so a second open is
-// ErrBusy, and an open of a dying device is ErrGone.
-func (d *Device) Open(pid int) (*Handle, error) {
-	d.mu.Lock()
-	if d.state != devAlive {
-		d.mu.Unlock()
-		return nil, fmt.Errorf("open %s: %w", d.DevName(), ErrGone)
-	}
-	if d.open != nil {
-		d.mu.Unlock()
-		return nil, fmt.Errorf("open %s: %w", d.DevName(), ErrBusy)
-	}
-	h := &Handle{
-		dev:    d,
-		closed: make(chan struct{}),
-		stop:   make(chan struct{}),
-		wantc:  make(chan struct{}, 1),
-		done:   make(chan struct{}),
-		fast:   make(chan struct{}),
-	}
-	d.open = h
-	d.openPid = pid
-	d.refs[RefOpen]++
-	d.busy++ // hold off destroy while the handle is set up
-	d.mu.Unlock()
-	defer d.exit()
-
-	d.ensureFile() // after a fast path (fastpath.go)
-	// Packets queued while the device was closed are stale: drop them.
-	d.drain()
-	d.openIoctlState()
-	if d.drv.Flags&L2 != 0 && d.m.Knobs().TapUpOnOpen() {
-		if err := linkSetUp(d.js.nl, d.ifindex); err != nil {
-			d.m.logf("%v", err)
-		}
-	}
-	go h.watch()
-	return h, nil
-}
-
-// drain discards every queued packet.
-func (d *Device) drain() {
-	buf := getBuf()
-	defer putBuf(buf)
-	for {
-		if _, err := d.readRaw(*buf); err != nil {
-			return
-		}
-	}
-}
-
-// readyChan returns the channel closed at the next readiness wakeup.
-func (d *Device) readyChan() chan struct{} {
-	d.readyMu.Lock()
-	defer d.readyMu.Unlock()
-	return d.ready
-}
-
-// wake closes the current readiness channel.
-func (d *Device) wake() {
-	d.readyMu.Lock()
-	close(d.ready)
-	d.ready = make(chan struct{})
-	d.readyMu.Unlock()
-}
-
-// watch runs while the device is open. Whenever a reader asks for it, it
-// parks on Go's netpoller until the fd is readable and then wakes the
-// readers. It pins no OS thread.
-func (h *Handle) watch() {
-	defer close(h.done)
-	d := h.dev
-	rc, err := d.file.SyscallConn()
-	if err != nil {
-		d.m.logf("watch %s: %v", d.DevName(), err)
-		return
-	}
-	for {
-		select {
-		case <-h.stop:
-			return
-		case <-h.wantc:
-		}
-		first := true
-		err := rc.Read(func(fd uintptr) bool {
-			if first {
-				first = false
-				// The netpoller forgets an edge that came before this
-				// wait started, so look for a queued packet first.
-				return readable(int(fd))
-			}
-			return true
-		})
-		d.wake()
-		h.notifyPoll()
-		if err != nil {
-			select {
-			case <-h.stop:
-				return
-			default:
-			}
-			if !errors.Is(err, os.ErrDeadlineExceeded) {
-				return
-			}
-		}
-	}
-}
-
-// Read reads one packet into buf (tunread): a short buf truncates the
-// packet and the rest is dropped. With nothing queued it blocks until a
-// packet arrives, cancel is closed (ErrInterrupted) or the device is
-// destroyed (ErrGone), or fails at once with ErrWouldBlock if nonblock.
-func (h *Handle) Read(cancel <-chan struct{}, buf []byte, nonblock bool) (int, error) {
-	d := h.dev
-	if h.onFastPath() {
-		return 0, ErrFastPath
-	}
-	if err := d.enter(h); err != nil {
-		return 0, err
-	}
-	defer d.exit()
-	return h.wait(cancel, nonblock, func() (int, error) { return d.readPacket(buf) })
-}
-
-// wait runs try, a non-blocking read, until it finds something: with
-// nothing queued it fails at once with ErrWouldBlock if nonblock, and
-// otherwise blocks until a packet may have arrived, cancel is closed
-// (ErrInterrupted), the device is destroyed (ErrGone) or the handle closed.
-// Callers are inside enter/exit.
-func (h *Handle) wait(cancel <-chan struct{}, nonblock bool, try func() (int, error)) (int, error) {
-	d := h.dev
-	for {
-		ready := d.readyChan()
-		n, err := try()
-		if err == nil {
-			return n, nil
-		}
-		if !errors.Is(err, unix.EAGAIN) {
-			return 0, err
-		}
-		if nonblock {
-			return 0, ErrWouldBlock
-		}
-		select {
-		case h.wantc <- struct{}{}:
-		default:
-		}
-		select {
-		case <-ready:
-		case <-cancel:
-			return 0, ErrInterrupted
-		case <-d.dying:
-			return 0, ErrGone
-		case <-h.closed:
-			return 0, ErrNotOpen
-		case <-h.fast:
-			return 0, ErrFastPath
-		}
-	}
-}
-
-// readPacket reads one packet without blocking, dropping the packets a
-// reader must not see (IPv6 on a tun without IFHEAD).
-func (d *Device) readPacket(buf []byte) (int, error) {
-	d.stashMu.Lock()
-	scratch, n, err := d.nextLocked()
-	d.stashMu.Unlock()
-	if err != nil {
-		return 0, err
-	}
-	c := d.frame(buf, (*scratch)[:n])
-	putBuf(scratch)
-	d.rxPackets.Add(1)
-	return c, nil
-}
-
-// Write sends one packet into the network stack (tunwrite). A packet larger
-// than the MRU is ErrTooBig; an empty write writes nothing; a write to an
-// interface that is down is accepted and dropped, as FreeBSD does. The
-// packet is framed as the device's mode says (ifhead.go).
-func (h *Handle) Write(data []byte) (int, error) {
-	d := h.dev
-	if h.onFastPath() {
-		return 0, ErrFastPath
-	}
-	if err := d.enter(h); err != nil {
-		return 0, err
-	}
-	defer d.exit()
-	if len(data) == 0 {
-		return 0, nil
-	}
-	if err := d.writePacket(data); err != nil {
-		return 0, err
-	}
-	return len(data), nil
-}
-
-// writePacket sends one packet; callers are inside enter/exit.
-func (d *Device) writePacket(data []byte) error {
-	if len(data) > d.mru() {
-		return fmt.Errorf("write %s: %d bytes: %w", d.DevName(), len(data), ErrTooBig)
-	}
-	dropped, err := d.send(data)
-	if err != nil {
-		if (errors.Is(err, unix.EIO) || errors.Is(err, ErrNoFamily) || errors.Is(err, ErrShort)) &&
-			!linkIsUp(d.js.nl, d.ifindex) {
-			d.drops.Add(1)
-			return nil // "ignore silently"
-		}
-		return fmt.Errorf("write %s: %w", d.DevName(), err)
-	}
-	if dropped {
-		d.drops.Add(1)
-		return nil
-	}
-	d.txPackets.Add(1)
-	return nil
-}
-
-// Close ends the open (tunclose, on last close): queued packets are dropped,
-// a tun and a tap are brought down and lose their addresses, a vmnet (and a
-// tap with link0) keeps its state, the virtio-net header goes off, and a
-// transient device is destroyed.
-func (h *Handle) Close() {
-	d := h.dev
-	h.once.Do(func() {
-		h.markClosed()
-		h.stopWatch()
-		h.dropPoll()
-		d.mu.Lock()
-		alive := d.state == devAlive && d.open == h
-		if alive {
-			d.busy++
-		}
-		d.mu.Unlock()
-		if alive {
-			d.drain()
-			// A transient device goes at once: bringing it down and
-			// resetting it first would only keep it listed longer
-			// (FUSE sends RELEASE after close(2) has returned).
-			transient := d.ioc.has(modeTransient)
-			if !d.keepsStateOnClose() && !transient {
-				if err := linkDownAndPurge(d.js.nl, d.ifindex); err != nil {
-					d.m.logf("close %s: %v", d.DevName(), err)
-				}
-			}
-			if !transient {
-				d.closeIoctlState()
-			}
-			d.exit()
-			d.transientClose()
-		}
-		d.mu.Lock()
-		if d.open == h {
-			d.open = nil
-			d.openPid = 0
-			d.fp.on = false
-		}
-		d.mu.Unlock()
-		d.Rel(RefOpen)
-	})
-}
-
-func (h *Handle) markClosed() {
-	h.closeOnce.Do(func() { close(h.closed) })
-}
-
-// stopWatch stops the watcher and waits for it.
-func (h *Handle) stopWatch() {
-	h.stopOnce.Do(func() {
-		close(h.stop)
-		// Break a wait on the netpoller, then restore the deadline.
-		h.dev.file.SetReadDeadline(time.Now())
-		<-h.done
-		h.dev.file.SetReadDeadline(time.Time{})
-	})
-}
-
 // Device returns the handle's device.
 func (h *Handle) Device() *Device { return h.dev }
 
-var bufPool = sync.Pool{New: func() any {
-	b := make([]byte, scratchSize)
-	return &b
-}}
-
-func getBuf() *[]byte  { return bufPool.Get().(*[]byte) }
-func putBuf(b *[]byte) { bufPool.Put(b) }
+// OpenHandle returns the device's open handle, or nil.
+func (d *Device) OpenHandle() *Handle {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.open
+}

@@ -25,7 +25,7 @@
 //     Create of it waits for the outcome; a devfs clone then gets the
 //     device that won.
 //   - An interface renamed to a Reserved name (a cloner's, a standard
-//     device's) gets no alias (reserved.go).
+//     device's) gets no alias (names.go).
 //   - Errors map to errnos through one table beside the sentinels
 //     (errors.go: Errnos, ErrnoOf).
 //   - The manager registers a jail remove callback that detaches the jail's
@@ -39,17 +39,17 @@
 //     handle and change the real interface where Linux has the thing (MTU,
 //     IFF_MULTICAST, flags, offloads) and the device otherwise (IFHEAD,
 //     link-layer mode, transient, link0, baudrate, remote MAC). The data
-//     path frames packets as the modes say (ifhead.go). Last close resets
+//     path frames packets as the modes say (framing.go). Last close resets
 //     the virtio-net header and destroys a transient device; a tap with
 //     link0 keeps its state like a vmnet.
 //   - Every jail's driver state follows interface renames in its namespace
-//     with a netlink socket (rename_linux.go, FreeBSD's tunrename()) and
+//     with a netlink socket (rename.go, FreeBSD's tunrename()) and
 //     emits Renamed; the socket is closed when the jail's cloners detach.
 //   - A tap's real fd carries a 12-byte virtio-net header (IFF_VNET_HDR can
 //     only be chosen at TUNSETIFF); TAPSVNETHDR decides how much of it the
 //     reader and writer see. A tap's MAC is derived from host, jail and
 //     name, so it is the same every time.
-//   - Creating the interface (openTun) is one Netns.Do and no netlink
+//   - Creating the interface (Links.Create on Linux) is one Netns.Do and no netlink
 //     round trip: TUNSETIFF, SIOCGIFINDEX and a tap's SIOCSIFHWADDR run on
 //     one thread in the namespace. Finding a device by interface name is a
 //     map lookup (jailState.byIfName), whatever the number of devices.
@@ -64,17 +64,44 @@
 // Errors are Go errors wrapping the sentinels of errors.go or a unix.Errno;
 // the fs package turns them into errnos.
 //
+// A device (Device.state, under Device.mu; lifecycle.go):
+//
+//	         Destroy, jail removal,
+//	         transient last close
+//	alive ─────────────────────────► dying ──────────────────────► dead
+//	  │  enter/exit count busy;      │  enter fails (ErrGone);    │  freed at
+//	  │  Open sets Device.open       │  the open handle revoked;  │  its last
+//	  │                              │  waits for busy == 0,      │  reference
+//	  │                              │  unlists, closes the fd    │  (Rel)
+//
+// Every operation runs between enter and exit (FreeBSD's tun_busy): the fd
+// stays open and the device stays out of dead meanwhile. Open and Close use
+// enter too.
+//
+// An open handle (Handle.state, under Device.mu):
+//
+//	        FastPath
+//	hOpen ─────────────────► hFast
+//	  │   │                    │
+//	  │   │ Destroy            │ Close (Destroy leaves it hFast)
+//	  │   ▼                    ▼
+//	  │  hRevoked ──Close──► hClosed
+//	  │                        ▲
+//	  └───────── Close ────────┘
+//
+// Only hOpen carries packets, runs the watcher and keeps a poll
+// notification; whoever moves a handle out of hOpen (leaveLocked) closes
+// Handle.left, which wakes its blocked readers, and stops the watcher, once.
+// Close is the one way to hClosed: it resets the device as an operation in
+// flight, clears Device.open and, for a transient device, starts the
+// destroy in the same step, so no open comes between.
+//
 // Lock order: Manager.mu, then Device.mu. No lock is held while waiting
-// for a settling unit. Device.readyMu, Device.stashMu,
-// Handle.pollMu and Device.ioc.mu are leaves. Device.stashMu is held across
-// non-blocking reads of the device's fd, so that packets keep their order;
-// no other lock is held while calling into netlink, the kernel's tun driver,
+// for a settling unit. Device.stashMu is a leaf, held across non-blocking
+// reads of the device's fd so that packets keep their order; no other lock
+// is held while calling into the Stack (netlink, the kernel's tun driver),
 // listeners or a poll notification.
 package driver
-
-import (
-	"strconv"
-)
 
 // Flags tell the drivers apart.
 type Flags uint32
@@ -118,49 +145,3 @@ const (
 	// DefaultDeviceLimit is the default per-jail device limit.
 	DefaultDeviceLimit = 256
 )
-
-// ByName returns the driver called name.
-func ByName(name string) *Driver {
-	for _, d := range Drivers {
-		if d.Name == name {
-			return d
-		}
-	}
-	return nil
-}
-
-// ParseName splits a device name the way FreeBSD's dev_stdclone() does: a
-// driver name followed by a decimal unit without leading zeros, or the bare
-// driver name (unit -1). The unit is at most MaxUnit and the whole name fits
-// a Linux interface name.
-func ParseName(name string) (drv *Driver, unit int, ok bool) {
-	if len(name) > IfNameMax {
-		return nil, 0, false
-	}
-	for _, d := range Drivers {
-		if len(name) < len(d.Name) || name[:len(d.Name)] != d.Name {
-			continue
-		}
-		rest := name[len(d.Name):]
-		if rest == "" {
-			return d, -1, true
-		}
-		if rest[0] < '0' || rest[0] > '9' || (rest[0] == '0' && len(rest) > 1) {
-			return nil, 0, false
-		}
-		for i := 0; i < len(rest); i++ {
-			if rest[i] < '0' || rest[i] > '9' {
-				return nil, 0, false
-			}
-		}
-		n, err := strconv.Atoi(rest)
-		if err != nil || n > MaxUnit {
-			return nil, 0, false
-		}
-		return d, n, true
-	}
-	return nil, 0, false
-}
-
-// UnitName is the device (and interface) name of unit n of d.
-func (d *Driver) UnitName(n int) string { return d.Name + strconv.Itoa(n) }

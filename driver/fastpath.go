@@ -38,7 +38,6 @@ import (
 	"os"
 	"sync/atomic"
 
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -54,8 +53,7 @@ var ErrFastPathOff = errors.New("fast path is off (sysctl net.link.tun.fastpath=
 
 // fastState is a device's fast-path state, guarded by Device.mu.
 type fastState struct {
-	on     bool // the current open file is on the fast path
-	handed int  // fds handed out over the device's life
+	handed int // fds handed out over the device's life
 	// shared is set (never cleared) once a client holds a duplicate of
 	// the fd: from then on the daemon reads with readNoWait, whatever
 	// O_NONBLOCK the client left on the shared file description. Atomic:
@@ -84,12 +82,13 @@ func (h *Handle) FastPath() (int, error) {
 	}
 	d.fp.shared.Store(true)
 	d.mu.Lock()
-	first := !d.fp.on
-	d.fp.on = true
+	first := h.state == hOpen
+	if first {
+		h.leaveLocked(hFast)
+	}
 	d.fp.handed++
 	d.mu.Unlock()
 	if first {
-		h.fastOnce.Do(func() { close(h.fast) })
 		// The daemon stops reading: no watcher, no stash left behind.
 		h.stopWatch()
 		d.wake()
@@ -148,17 +147,12 @@ func (d *Device) closeFile() error {
 func (d *Device) OnFastPath() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.fp.on && d.open != nil
+	return d.onFastPathLocked()
 }
 
-// onFastPath reports whether h has been switched to the fast path.
-func (h *Handle) onFastPath() bool {
-	select {
-	case <-h.fast:
-		return true
-	default:
-		return false
-	}
+// onFastPathLocked is OnFastPath with d.mu held.
+func (d *Device) onFastPathLocked() bool {
+	return d.open != nil && d.open.state == hFast
 }
 
 // handedOut reports whether a TUN fd of d was ever handed to a client.
@@ -175,34 +169,12 @@ func (d *Device) unregisterHanded() {
 	if !d.handedOut() {
 		return
 	}
-	nl := d.js.nl
-	if nl == nil {
+	links := d.js.links
+	if links == nil {
 		d.m.logf("destroy %s: no netlink socket left to unregister the interface", d.DevName())
 		return
 	}
-	err := nl.LinkDel(&netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Index: d.ifindex}})
-	if err != nil && !errors.Is(err, unix.ENODEV) {
-		d.m.logf("destroy %s: unregister interface %d: %v", d.DevName(), d.ifindex, err)
+	if err := links.Delete(d.ifindex); err != nil {
+		d.m.logf("destroy %s: %v", d.DevName(), err)
 	}
-}
-
-// ByIno returns the live device whose node has inode number ino, or nil.
-func (m *Manager) ByIno(ino uint64) *Device {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for _, js := range m.jails {
-		for _, d := range js.devices {
-			if d.ino == ino {
-				return d
-			}
-		}
-	}
-	return nil
-}
-
-// OpenHandle returns the device's open handle, or nil.
-func (d *Device) OpenHandle() *Handle {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.open
 }

@@ -10,7 +10,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -79,15 +78,14 @@ func fakeDevice(t testing.TB, drv *Driver) (h *Handle, peer int) {
 	d := &Device{
 		drv:   drv,
 		fd:    fds[0],
-		dying: make(chan struct{}),
 		ready: make(chan struct{}),
 		state: devAlive,
 		// A link that is not up: a write the family check refuses is
 		// dropped silently, as on an interface that is down.
-		js: &jailState{nl: &netlink.Handle{}},
+		js: &jailState{links: &fakeLinks{s: &fakeStack{links: map[int]*fakeLink{}}}},
 	}
 	d.idle = sync.NewCond(&d.mu)
-	h = &Handle{dev: d, closed: make(chan struct{}), stop: make(chan struct{}), wantc: make(chan struct{}, 1), done: make(chan struct{})}
+	h = &Handle{dev: d, wantc: make(chan struct{}, 1), left: make(chan struct{}), done: make(chan struct{})}
 	d.open = h
 	return h, fds[1]
 }

@@ -3,7 +3,6 @@ package driver
 import (
 	"fmt"
 	"net"
-	"sync"
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
@@ -50,26 +49,26 @@ const vmioSettable = unix.IFF_UP | unix.IFF_DEBUG | unix.IFF_NOTRAILERS | unix.I
 
 // ioctlState is the part of a device the ioctls set.
 type ioctlState struct {
-	// mode holds the mode bits; it is written under mu and read without
-	// a lock by the data path.
+	// mode holds the mode bits; it is written under Device.mu and read
+	// without a lock by the data path.
 	mode atomic.Uint32
 	// vhdr is the virtio-net header length readers and writers see
 	// (TAPSVNETHDR): 0, 10 or 12. The kernel side is always 12 bytes.
 	vhdr atomic.Int32
 
-	mu       sync.Mutex // serialises mode changes; guards the fields below. A leaf: nothing is locked while it is held
-	remote   [6]byte    // tun_ether: the remote side's MAC (SIOC[GS]IFADDR on a tap)
-	baudrate int32      // if_baudrate, which Linux does not have
-	ifmode   int        // the last TUNSIFMODE value, 0 if none
+	// Guarded by Device.mu.
+	remote   [6]byte // tun_ether: the remote side's MAC (SIOC[GS]IFADDR on a tap)
+	baudrate int32   // if_baudrate, which Linux does not have
+	ifmode   int     // the last TUNSIFMODE value, 0 if none
 }
 
 func (s *ioctlState) has(bit uint32) bool { return s.mode.Load()&bit != 0 }
 
 // setMode sets and clears mode bits in one step.
-func (s *ioctlState) setMode(set, clear uint32) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.mode.Store(s.mode.Load()&^clear | set)
+func (d *Device) setMode(set, clear uint32) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.ioc.mode.Store(d.ioc.mode.Load()&^clear | set)
 }
 
 // modeNamesLocked describes the modes for status output. d.mu is held (Info).
@@ -90,14 +89,12 @@ func (d *Device) modeNamesLocked() []string {
 	if d.aliasRefusedLocked() {
 		out = append(out, "alias-refused")
 	}
-	d.ioc.mu.Lock()
 	switch d.ioc.ifmode &^ unix.IFF_MULTICAST {
 	case unix.IFF_POINTOPOINT:
 		out = append(out, "pointopoint")
 	case unix.IFF_BROADCAST:
 		out = append(out, "broadcast")
 	}
-	d.ioc.mu.Unlock()
 	return out
 }
 
@@ -121,71 +118,6 @@ func (d *Device) ifType() uint8 {
 	return ioctls.IFT_PPP
 }
 
-// keepsStateOnClose says whether the last close leaves the interface up
-// with its addresses (if_tuntap.c: tundtor()): a vmnet always, a tap with
-// link0.
-func (d *Device) keepsStateOnClose() bool {
-	return d.drv.Flags&VMNET != 0 || (d.drv.IsL2() && d.ioc.has(modeLink0))
-}
-
-// openIoctlState runs at open (tunopen()): a tap's remote MAC starts as the
-// interface's own.
-func (d *Device) openIoctlState() {
-	if !d.drv.IsL2() {
-		return
-	}
-	l, err := d.js.nl.LinkByIndex(d.ifindex)
-	if err != nil {
-		d.m.logf("open %s: %v", d.DevName(), err)
-		return
-	}
-	d.ioc.mu.Lock()
-	copy(d.ioc.remote[:], l.Attrs().HardwareAddr)
-	d.ioc.mu.Unlock()
-}
-
-// closeIoctlState runs at the last close (tundtor()): the virtio-net
-// header is switched off.
-func (d *Device) closeIoctlState() {
-	if d.drv.IsL2() && d.ioc.vhdr.Load() != 0 {
-		if err := d.setVnetHdr(0); err != nil {
-			d.m.logf("close %s: %v", d.DevName(), err)
-		}
-	}
-}
-
-// transientClose destroys a transient device at its last close (tundtor()
-// with TUN_TRANSIENT). The caller has ended its busy section.
-func (d *Device) transientClose() {
-	if !d.ioc.has(modeTransient) {
-		return
-	}
-	d.m.debugf("close %s: transient, destroying", d.DevName())
-	if err := d.m.Destroy(d); err != nil {
-		d.m.debugf("close %s: %v", d.DevName(), err)
-	}
-}
-
-// syncName records the interface's current name and refiles the device in
-// its jail's interface-name index. It takes Device.mu and then
-// Manager.mu, never both at once.
-func (d *Device) syncName(name string) {
-	d.mu.Lock()
-	changed := d.name != name
-	d.name = name
-	d.mu.Unlock()
-	if changed {
-		d.m.renamed(d)
-	}
-}
-
-// ifIndex returns the interface index.
-func (d *Device) ifIndex() int {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.ifindex
-}
-
 // SetLink0 sets or clears link0 (`ifconfig tap0 link0`): a tap with link0
 // keeps its state on last close, as on FreeBSD. Linux has no IFF_LINK0, so
 // the flag lives here and shows in status.
@@ -195,9 +127,9 @@ func (d *Device) SetLink0(on bool) error {
 	}
 	defer d.exit()
 	if on {
-		d.ioc.setMode(modeLink0, 0)
+		d.setMode(modeLink0, 0)
 	} else {
-		d.ioc.setMode(0, modeLink0)
+		d.setMode(0, modeLink0)
 	}
 	return nil
 }
@@ -213,19 +145,6 @@ func (m *Manager) SetLink0ByName(j *jails.Jail, name string, on bool) error {
 		return fmt.Errorf("link0 %s: %w", name, ErrNoDevice)
 	}
 	return d.SetLink0(on)
-}
-
-// SetDebug sets the driver's debug level (tundebug): one for all devices.
-// A level above 0 logs ioctls, renames and transient destroys.
-func (m *Manager) SetDebug(level int) { m.debug.Store(int32(level)) }
-
-// Debug returns the debug level.
-func (m *Manager) Debug() int { return int(m.debug.Load()) }
-
-func (m *Manager) debugf(format string, args ...any) {
-	if m.debug.Load() > 0 {
-		m.logger.Printf(format, args...)
-	}
 }
 
 // do runs fn as the ioctl req of the open handle h: ErrGone once the
@@ -266,9 +185,9 @@ func (h *Handle) SetIfHead(on bool) error {
 			return err
 		}
 		if on {
-			d.ioc.setMode(modeIfHead, modeLMode)
+			d.setMode(modeIfHead, modeLMode)
 		} else {
-			d.ioc.setMode(0, modeIfHead)
+			d.setMode(0, modeIfHead)
 		}
 		return nil
 	})
@@ -291,9 +210,9 @@ func (h *Handle) SetLinkMode(on bool) error {
 			return err
 		}
 		if on {
-			d.ioc.setMode(modeLMode, modeIfHead)
+			d.setMode(modeLMode, modeIfHead)
 		} else {
-			d.ioc.setMode(0, modeLMode)
+			d.setMode(0, modeLMode)
 		}
 		return nil
 	})
@@ -309,7 +228,7 @@ func (h *Handle) SetIfMode(flags int) error {
 		if err := requireL3(d); err != nil {
 			return err
 		}
-		if linkIsUp(d.js.nl, d.ifindex) {
+		if d.linkIsUp() {
 			return ErrIfUp
 		}
 		switch flags &^ unix.IFF_MULTICAST {
@@ -317,12 +236,12 @@ func (h *Handle) SetIfMode(flags int) error {
 		default:
 			return fmt.Errorf("mode %#x: %w", flags, ErrInvalid)
 		}
-		if err := linkSetMulticast(d.js.nl, d.ifindex, flags&unix.IFF_MULTICAST != 0); err != nil {
+		if err := d.js.links.SetMulticast(d.ifindex, flags&unix.IFF_MULTICAST != 0); err != nil {
 			return err
 		}
-		d.ioc.mu.Lock()
+		d.mu.Lock()
 		d.ioc.ifmode = flags
-		d.ioc.mu.Unlock()
+		d.mu.Unlock()
 		return nil
 	})
 }
@@ -350,24 +269,24 @@ func (h *Handle) SetInfo(ti ioctls.TunInfo) error {
 		if ti.Type != d.ifType() {
 			return fmt.Errorf("type %d, interface has %d: %w", ti.Type, d.ifType(), ErrWrongType)
 		}
-		l, err := d.js.nl.LinkByIndex(d.ifindex)
+		l, err := d.js.links.Link(d.ifindex)
 		if err != nil {
-			return fmt.Errorf("find link %d: %w", d.ifindex, err)
+			return err
 		}
-		if l.Attrs().MTU != int(ti.MTU) {
+		if l.MTU != int(ti.MTU) {
 			if ti.MTU < minMTU {
 				return fmt.Errorf("mtu %d: %w", ti.MTU, ErrInvalid)
 			}
 			if int(ti.MTU) > d.maxMTU() {
 				return fmt.Errorf("mtu %d: above %d, the largest whose packets a write carries back: %w", ti.MTU, d.maxMTU(), ErrInvalid)
 			}
-			if err := d.js.nl.LinkSetMTU(l, int(ti.MTU)); err != nil {
-				return fmt.Errorf("set mtu %d: %w", ti.MTU, err)
+			if err := d.js.links.SetMTU(d.ifindex, int(ti.MTU)); err != nil {
+				return err
 			}
 		}
-		d.ioc.mu.Lock()
+		d.mu.Lock()
 		d.ioc.baudrate = ti.Baudrate
-		d.ioc.mu.Unlock()
+		d.mu.Unlock()
 		return nil
 	})
 }
@@ -375,15 +294,15 @@ func (h *Handle) SetInfo(ti ioctls.TunInfo) error {
 // Info returns MTU (the Linux interface's), type and baudrate (TUNGIFINFO).
 func (h *Handle) Info() (ti ioctls.TunInfo, err error) {
 	err = h.do("TUNGIFINFO", func(d *Device) error {
-		l, err := d.js.nl.LinkByIndex(d.ifindex)
+		l, err := d.js.links.Link(d.ifindex)
 		if err != nil {
-			return fmt.Errorf("find link %d: %w", d.ifindex, err)
+			return err
 		}
-		ti.MTU = uint16(min(l.Attrs().MTU, 0xffff))
+		ti.MTU = uint16(min(l.MTU, 0xffff))
 		ti.Type = d.ifType()
-		d.ioc.mu.Lock()
+		d.mu.Lock()
 		ti.Baudrate = d.ioc.baudrate
-		d.ioc.mu.Unlock()
+		d.mu.Unlock()
 		return nil
 	})
 	return ti, err
@@ -393,11 +312,11 @@ func (h *Handle) Info() (ti ioctls.TunInfo, err error) {
 // (TUNGIFNAME, TAPGIFNAME).
 func (h *Handle) IfName() (name string, err error) {
 	err = h.do("TUNGIFNAME", func(d *Device) error {
-		l, err := d.js.nl.LinkByIndex(d.ifindex)
+		l, err := d.js.links.Link(d.ifindex)
 		if err != nil {
-			return fmt.Errorf("find link %d: %w", d.ifindex, err)
+			return err
 		}
-		name = l.Attrs().Name
+		name = l.Name
 		d.syncName(name)
 		return nil
 	})
@@ -413,9 +332,9 @@ func (h *Handle) SetTransient(on, privileged bool) error {
 			return ErrPerm
 		}
 		if on {
-			d.ioc.setMode(modeTransient, 0)
+			d.setMode(modeTransient, 0)
 		} else {
-			d.ioc.setMode(0, modeTransient)
+			d.setMode(0, modeTransient)
 		}
 		return nil
 	})
@@ -470,7 +389,7 @@ func (h *Handle) VnetHdr() (n int, err error) {
 // FreeBSD adds TAP_VNET_HDR_CAPS to the capabilities; 0 withdraws them, so
 // that no partial checksum reaches a reader that cannot see the header.
 func (d *Device) setVnetHdr(n int) error {
-	if err := setTapOffload(d.fd, n != 0); err != nil {
+	if err := d.js.links.SetOffload(d.fd, n != 0); err != nil {
 		return err
 	}
 	d.ioc.vhdr.Store(int32(n))
@@ -487,9 +406,9 @@ func (h *Handle) SetRemoteMAC(mac net.HardwareAddr) error {
 		if len(mac) != 6 {
 			return fmt.Errorf("mac %v: %w", mac, ErrInvalid)
 		}
-		d.ioc.mu.Lock()
+		d.mu.Lock()
 		copy(d.ioc.remote[:], mac)
-		d.ioc.mu.Unlock()
+		d.mu.Unlock()
 		return nil
 	})
 }
@@ -501,9 +420,9 @@ func (h *Handle) RemoteMAC() (mac net.HardwareAddr, err error) {
 		if err := requireL2(d); err != nil {
 			return err
 		}
-		d.ioc.mu.Lock()
+		d.mu.Lock()
 		mac = net.HardwareAddr(append([]byte(nil), d.ioc.remote[:]...))
-		d.ioc.mu.Unlock()
+		d.mu.Unlock()
 		return nil
 	})
 	return mac, err
@@ -518,10 +437,10 @@ func (h *Handle) SetVMIOFlags(flags int) error {
 			return err
 		}
 		want := flags&vmioFlagMask&vmioSettable | unix.IFF_UP
-		l, err := d.js.nl.LinkByIndex(d.ifindex)
+		l, err := d.js.links.Link(d.ifindex)
 		if err != nil {
-			return fmt.Errorf("find link %d: %w", d.ifindex, err)
+			return err
 		}
-		return setIfFlags(d.jail.Netns(), l.Attrs().Name, vmioSettable, want)
+		return d.js.links.SetFlags(l.Name, vmioSettable, want)
 	})
 }

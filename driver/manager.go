@@ -1,16 +1,10 @@
 package driver
 
 import (
-	"errors"
-	"fmt"
 	"log"
-	"net"
 	"sort"
 	"sync"
 	"sync/atomic"
-	"time"
-
-	"github.com/vishvananda/netlink"
 
 	"github.com/tundevfs/tundevfs/jails"
 )
@@ -64,8 +58,8 @@ type Owner struct {
 // Manager.mu guards its fields after creation.
 type jailState struct {
 	jail     *jails.Jail
-	nl       *netlink.Handle // netlink in the jail's namespace; nil once detached
-	watch    *renameWatch    // follows interface renames in the namespace; nil once detached
+	links    Links        // the jail's namespace (stack.go); nil once detached
+	watch    *renameWatch // follows interface renames in the namespace; nil once detached
 	detached bool
 	devices  map[string]*Device // by node name (tun0)
 	// byIfName holds the live devices by interface name, the node name
@@ -95,6 +89,7 @@ type Manager struct {
 	knobs   Knobs
 	nextIno atomic.Uint64
 	logger  *log.Logger
+	stack   Stack
 	debug   atomic.Int32 // TUNSDEBUG level, one for all devices (tundebug)
 
 	mu        sync.Mutex // guards the fields below
@@ -110,11 +105,17 @@ type Manager struct {
 // NewManager makes a manager and registers its jail remove callback with
 // reg. Call Close to deregister it.
 func NewManager(reg *jails.Registry, logger *log.Logger) *Manager {
+	return newManager(reg, logger, LinuxStack{})
+}
+
+// newManager is NewManager on stack.
+func newManager(reg *jails.Registry, logger *log.Logger, stack Stack) *Manager {
 	if logger == nil {
 		logger = log.Default()
 	}
 	m := &Manager{
 		logger:    logger,
+		stack:     stack,
 		units:     make(map[unitKey]*unitSet),
 		jails:     make(map[*jails.Jail]*jailState),
 		all:       make(map[*Device]struct{}),
@@ -168,16 +169,16 @@ func (m *Manager) jailStateLocked(j *jails.Jail) (*jailState, error) {
 	if j.State() != jails.Alive {
 		return nil, ErrDetached
 	}
-	nl, err := newLinkHandle(j.Netns())
+	links, err := m.stack.Attach(j)
 	if err != nil {
 		return nil, err
 	}
 	js := &jailState{
-		jail: j, nl: nl, devices: make(map[string]*Device), byIfName: make(map[string]*Device),
+		jail: j, links: links, devices: make(map[string]*Device), byIfName: make(map[string]*Device),
 		byIndex: make(map[int]*Device), settling: make(map[string]chan struct{}), limit: DefaultDeviceLimit,
 	}
 	if js.watch, err = startRenameWatch(m, js); err != nil {
-		nl.Close()
+		links.Close()
 		return nil, err
 	}
 	m.jails[j] = js
@@ -334,294 +335,29 @@ func (m *Manager) UnitsInUse() int {
 	return n
 }
 
-// Create makes a device of drv in jail j: unit -1 takes the lowest free
-// unit whose name is not taken, any other unit exactly that one. With
-// DevfsClone the device comes back holding one RefClone reference. A unit
-// that a racing creation is making is waited for: a devfs clone then gets
-// the device that won, as a lookup would have, and ifconfig create
-// ErrExists; a unit another jail in the same namespace holds is ErrExists.
-func (m *Manager) Create(j *jails.Jail, drv *Driver, unit int, origin Origin, owner Owner) (*Device, error) {
-	if unit > MaxUnit || unit < -1 {
-		return nil, fmt.Errorf("create %s%d: %w", drv.Name, unit, ErrUnitRange)
-	}
-	if err := j.Hold(); err != nil {
-		return nil, fmt.Errorf("create %s: %w", drv.Name, ErrDetached)
-	}
-	d, made, err := m.create(j, drv, unit, origin, owner)
-	if err != nil || !made {
-		// A device that won a race holds its own hold on the jail.
-		j.Release()
-		return d, err
-	}
-	m.emit(j, Event{Kind: Created, Device: d, Name: d.DevName()})
-	return d, nil
-}
-
-// create makes the device, or for a devfs clone of a unit that a racing
-// creation made first returns that one (made false).
-func (m *Manager) create(j *jails.Jail, drv *Driver, unit int, origin Origin, owner Owner) (d *Device, made bool, err error) {
-	what := drv.Name
-	if unit >= 0 {
-		what = drv.UnitName(unit)
-	}
-	from := 0
-	for {
-		m.mu.Lock()
-		js, err := m.jailStateLocked(j)
-		if err != nil {
-			m.mu.Unlock()
-			return nil, false, fmt.Errorf("create %s in jail %s: %w", what, j.Name(), err)
-		}
-		key := unitKey{drv, j.Netns().Ino()}
-		us := m.units[key]
-		if us == nil {
-			us = new(unitSet)
-			m.units[key] = us
-		}
-		u := unit
-		if u >= 0 {
-			name := drv.UnitName(u)
-			if d := js.devices[name]; d != nil {
-				// A racing creation won: a devfs clone gets its
-				// device, as a lookup would have.
-				won := origin == DevfsClone && d.refIfAlive(RefClone)
-				m.mu.Unlock()
-				if won {
-					return d, false, nil
-				}
-				return nil, false, fmt.Errorf("create %s in jail %s: %w", what, j.Name(), ErrExists)
-			}
-			if ch := js.settling[name]; ch != nil {
-				// Being made or destroyed right now: wait for the
-				// outcome and look again.
-				m.mu.Unlock()
-				<-ch
-				continue
+// ByIno returns the live device whose node has inode number ino, or nil.
+func (m *Manager) ByIno(ino uint64) *Device {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, js := range m.jails {
+		for _, d := range js.devices {
+			if d.ino == ino {
+				return d
 			}
 		}
-		if len(js.devices) >= js.limit {
-			m.mu.Unlock()
-			return nil, false, fmt.Errorf("create %s in jail %s: %w (%d devices)", what, j.Name(), ErrLimit, js.limit)
-		}
-		if u < 0 {
-			u = us.lowestFreeFrom(from)
-			if u < 0 {
-				m.mu.Unlock()
-				return nil, false, fmt.Errorf("create %s in jail %s: %w", what, j.Name(), ErrNoUnits)
-			}
-		} else if us.inUse(u) {
-			// Another jail in the same namespace has the unit.
-			m.mu.Unlock()
-			return nil, false, fmt.Errorf("create %s in jail %s: %w (another jail sharing the namespace has it)", what, j.Name(), ErrExists)
-		}
-		us.set(u)
-		name := drv.UnitName(u)
-		settled := make(chan struct{})
-		js.settling[name] = settled
-		m.mu.Unlock()
-
-		d, err = m.newDevice(j, js, drv, u, origin, owner)
-		m.mu.Lock()
-		delete(js.settling, name)
-		close(settled)
-		if err != nil {
-			us.clear(u)
-		}
-		m.mu.Unlock()
-		if err == nil {
-			return d, true, nil
-		}
-		if unit < 0 && errors.Is(err, ErrNameTaken) {
-			// A foreign interface holds the name: skip it, as the bare
-			// name never adopts one.
-			from = u + 1
-			continue
-		}
-		return nil, false, err
-	}
-}
-
-// newDevice creates the Linux interface for unit u and registers the
-// device. On failure it has closed what it opened; the caller frees u.
-func (m *Manager) newDevice(j *jails.Jail, js *jailState, drv *Driver, u int, origin Origin, owner Owner) (*Device, error) {
-	name := drv.UnitName(u)
-	var mac net.HardwareAddr
-	if drv.IsL2() {
-		mac = stableMAC(j.Name(), name)
-	}
-	f, idx, err := openTun(j.Netns(), drv, name, mac)
-	if err != nil {
-		return nil, err
-	}
-	d := &Device{
-		drv:     drv,
-		unit:    u,
-		ino:     m.nextIno.Add(1),
-		jail:    j,
-		js:      js,
-		m:       m,
-		created: time.Now(),
-		byFS:    origin == DevfsClone,
-		file:    f,
-		fd:      int(f.Fd()),
-		dying:   make(chan struct{}),
-		name:    name,
-		ifindex: idx,
-		uid:     owner.UID,
-		gid:     owner.GID,
-		mode:    owner.Mode,
-		ready:   make(chan struct{}),
-	}
-	d.idle = sync.NewCond(&d.mu)
-	d.refs[RefNode] = 1
-	if origin == DevfsClone {
-		d.refs[RefClone] = 1
-	}
-	m.mu.Lock()
-	if js.detached {
-		m.mu.Unlock()
-		f.Close()
-		return nil, fmt.Errorf("create %s in jail %s: %w", name, j.Name(), ErrDetached)
-	}
-	js.devices[name] = d
-	js.byIndex[idx] = d
-	m.indexNameLocked(js, d)
-	m.all[d] = struct{}{}
-	m.mu.Unlock()
-	return d, nil
-}
-
-// DestroyByName destroys the live device of jail j called name (node or
-// interface name): `ifconfig NAME destroy`.
-func (m *Manager) DestroyByName(j *jails.Jail, name string) error {
-	d := m.Resolve(j, name)
-	if d == nil {
-		return fmt.Errorf("destroy %s: %w", name, ErrNoDevice)
-	}
-	return m.Destroy(d)
-}
-
-// Destroy destroys a device (tun_destroy): dying, readers woken, in-flight
-// operations waited for, node unlisted (the Destroyed event, on which the
-// filesystem drops the kernel's entries), fd closed, unit freed, jail
-// released. The node goes before the interface, whose teardown is the
-// slow part, so that no directory lists a device whose interface is gone.
-// Destroying a device that is already dying waits for that destroy.
-func (m *Manager) Destroy(d *Device) error {
-	d.mu.Lock()
-	if d.state != devAlive {
-		for d.state == devDying {
-			d.idle.Wait()
-		}
-		d.mu.Unlock()
-		return fmt.Errorf("destroy %s: %w", d.DevName(), ErrNoDevice)
-	}
-	d.state = devDying
-	close(d.dying)
-	for d.busy > 0 {
-		d.idle.Wait()
-	}
-	h := d.open
-	d.mu.Unlock()
-
-	if h != nil {
-		h.markClosed()
-		h.stopWatch()
-		h.notifyPoll() // pollers see the device gone, as readers do
-	}
-	// Unlist: listeners invalidate the kernel's entries now, while the
-	// device is still in devices (dying: lookups find no node, readdir
-	// skips it, and nothing waits on it).
-	m.emit(d.jail, Event{Kind: Destroyed, Device: d, Name: d.DevName(), Alias: d.alias()})
-	name := d.DevName()
-	settled := make(chan struct{})
-	js := d.js
-	m.mu.Lock()
-	if js.devices[name] == d {
-		delete(js.devices, name)
-		if js.byIndex[d.ifindex] == d {
-			delete(js.byIndex, d.ifindex)
-		}
-		m.unindexNameLocked(js, d)
-	}
-	js.settling[name] = settled
-	m.mu.Unlock()
-
-	d.unregisterHanded() // a handed fd must not keep the interface
-	err := d.closeFile() // the interface goes
-
-	m.mu.Lock()
-	m.units[unitKey{d.drv, d.jail.Netns().Ino()}].clear(d.unit)
-	if js.settling[name] == settled {
-		delete(js.settling, name)
-	}
-	close(settled)
-	m.mu.Unlock()
-
-	d.mu.Lock()
-	d.state = devDead
-	d.idle.Broadcast()
-	d.mu.Unlock()
-	d.jail.Release()
-	d.Rel(RefNode)
-	if err != nil {
-		return fmt.Errorf("destroy %s: close: %w", d.DevName(), err)
 	}
 	return nil
 }
 
-// forget drops a destroyed device whose last reference is gone.
-func (m *Manager) forget(d *Device) {
-	m.mu.Lock()
-	delete(m.all, d)
-	m.mu.Unlock()
-}
+// SetDebug sets the driver's debug level (tundebug): one for all devices.
+// A level above 0 logs ioctls, renames and transient destroys.
+func (m *Manager) SetDebug(level int) { m.debug.Store(int32(level)) }
 
-// DetachJail is the jail remove callback (FreeBSD's tuntap_prison_remove):
-// no more clones in j, and every device cloned there is destroyed, open or
-// busy ones too, so nothing the daemon holds pins the jail's namespace.
-func (m *Manager) DetachJail(j *jails.Jail) {
-	m.mu.Lock()
-	js, ok := m.jails[j]
-	if !ok {
-		// Never used. The jail is dying, so jailStateLocked refuses to
-		// start a clone there from now on.
-		m.mu.Unlock()
-		return
-	}
-	js.detached = true
-	devs := make([]*Device, 0, len(js.devices))
-	for _, d := range js.devices {
-		devs = append(devs, d)
-	}
-	m.mu.Unlock()
+// Debug returns the debug level.
+func (m *Manager) Debug() int { return int(m.debug.Load()) }
 
-	var wg sync.WaitGroup
-	for _, d := range devs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := m.Destroy(d); err != nil && !errors.Is(err, ErrNoDevice) {
-				m.logf("detach jail %s: %v", j.Name(), err)
-			}
-		}()
-	}
-	wg.Wait()
-
-	m.mu.Lock()
-	nl, w := js.nl, js.watch
-	js.nl, js.watch = nil, nil
-	delete(m.jails, j)
-	for k, us := range m.units {
-		if k.netns == j.Netns().Ino() && us.n == 0 {
-			delete(m.units, k)
-		}
-	}
-	m.mu.Unlock()
-	if w != nil {
-		w.stop()
-	}
-	if nl != nil {
-		nl.Close()
+func (m *Manager) debugf(format string, args ...any) {
+	if m.debug.Load() > 0 {
+		m.logger.Printf(format, args...)
 	}
 }

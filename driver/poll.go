@@ -16,7 +16,8 @@ package driver
 //   - The notification is sent by the handle's watcher (watch), the one
 //     goroutine per open device parked on Go's netpoller, at its next
 //     wakeup: a packet arrived. Destroy sends it too, so that pollers
-//     notice the device going away, as blocked readers do. Close drops it.
+//     notice the device going away, as blocked readers do. Close drops it
+//     before it stops the watcher.
 
 import (
 	"errors"
@@ -34,10 +35,7 @@ import (
 // the device is dying and with ErrNotOpen on a closed handle.
 func (h *Handle) Poll(notify func()) (readable bool, err error) {
 	d := h.dev
-	if h.onFastPath() {
-		return false, fmt.Errorf("poll %s: %w", d.DevName(), ErrFastPath)
-	}
-	if err := d.enter(h); err != nil {
+	if err := d.enterIO(h); err != nil {
 		return false, fmt.Errorf("poll %s: %w", d.DevName(), err)
 	}
 	defer d.exit()
@@ -127,14 +125,13 @@ func (d *Device) readRawLocked(buf []byte) (int, error) {
 }
 
 // setPoll registers fn as the handle's poll notification, unless the
-// handle is closed already (it reports whether it did).
+// handle no longer carries packets (it reports whether it did).
 func (h *Handle) setPoll(fn func()) bool {
-	h.pollMu.Lock()
-	defer h.pollMu.Unlock()
-	select {
-	case <-h.closed:
+	d := h.dev
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if h.state != hOpen {
 		return false
-	default:
 	}
 	h.pollNotify = fn
 	return true
@@ -143,19 +140,12 @@ func (h *Handle) setPoll(fn func()) bool {
 // notifyPoll calls the registered poll notification, if any, and forgets
 // it: one notification per registration.
 func (h *Handle) notifyPoll() {
-	h.pollMu.Lock()
+	d := h.dev
+	d.mu.Lock()
 	fn := h.pollNotify
 	h.pollNotify = nil
-	h.pollMu.Unlock()
+	d.mu.Unlock()
 	if fn != nil {
 		fn()
 	}
-}
-
-// dropPoll forgets the registered poll notification without calling it
-// (last close: the kernel is done with the file).
-func (h *Handle) dropPoll() {
-	h.pollMu.Lock()
-	h.pollNotify = nil
-	h.pollMu.Unlock()
 }

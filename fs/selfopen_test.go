@@ -29,7 +29,7 @@ var reviewedOpeners = map[string]string{
 	"fs/mountinfo_linux.go mounts os.Open":                     "/proc/self/mountinfo",
 	"fs/abort_linux.go abortConnection os.WriteFile":           "/sys/fs/fuse/connections/N/abort",
 	"clonehandler/clonehandler.go supplementaryGroups os.Open": "/proc/PID/status",
-	"driver/ioctl_linux.go machineID os.ReadFile":              "/etc/machine-id, /var/lib/dbus/machine-id",
+	"driver/mac.go machineID os.ReadFile":                      "/etc/machine-id, /var/lib/dbus/machine-id",
 }
 
 // TestNoFileOpensOnOwnMount is the code-level half of the guard against
