@@ -321,13 +321,6 @@ func (b *logBuf) String() string {
 	return string(b.buf)
 }
 
-// zeroSettings is the zero value of the host jail's settings, whatever
-// their type: the tests need no settings.
-func zeroSettings[S any](func(*jails.Netns, S) *jails.Registry) S {
-	var zero S
-	return zero
-}
-
 func newFakeEnv(t testing.TB) *fakeEnv {
 	t.Helper()
 	host, err := jails.CurrentNetns()
@@ -335,7 +328,7 @@ func newFakeEnv(t testing.TB) *fakeEnv {
 		t.Fatal(err)
 	}
 	e := &fakeEnv{t: t, stack: newFakeStack(t), log: new(logBuf)}
-	e.reg = jails.NewRegistry(host, zeroSettings(jails.NewRegistry))
+	e.reg = jails.NewRegistry(host, jails.Settings{})
 	e.m = newManager(e.reg, log.New(io.MultiWriter(e.log), "", 0), e.stack)
 	e.host = e.reg.Host()
 	t.Cleanup(func() {
