@@ -80,9 +80,9 @@ func (m *Manager) create(j *jails.Jail, drv *Driver, unit int, origin Origin, ow
 				continue
 			}
 		}
-		if len(js.devices) >= js.limit {
+		if limit := deviceLimit(j); len(js.devices) >= limit {
 			m.mu.Unlock()
-			return nil, false, fmt.Errorf("create %s in jail %s: %w (%d devices)", what, j.Name(), ErrLimit, js.limit)
+			return nil, false, fmt.Errorf("create %s in jail %s: %w (%d devices)", what, j.Name(), ErrLimit, limit)
 		}
 		if u < 0 {
 			u = us.lowestFreeFrom(from)

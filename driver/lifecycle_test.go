@@ -146,16 +146,16 @@ func TestCreateFailures(t *testing.T) {
 		t.Fatalf("create in a jail that cannot watch: %v", err)
 	}
 	e.stack.setFail(nil)
-	if err := e.m.SetLimit(j, 1); err != nil {
+	// The limit is the jail's max_devices setting.
+	one := e.jailWith("one", jails.Settings{MaxDevices: 1})
+	if _, err := e.m.Create(one, Tun, -1, IfconfigCreate, Owner{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.m.Create(j, Tun, -1, IfconfigCreate, Owner{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.m.Create(j, Tun, -1, IfconfigCreate, Owner{}); !errors.Is(err, ErrLimit) {
+	if _, err := e.m.Create(one, Tun, -1, IfconfigCreate, Owner{}); !errors.Is(err, ErrLimit) {
 		t.Fatalf("over the limit: %v, want ErrLimit", err)
 	}
-	if err := e.m.SetLimit(j, 0); err != nil {
+	// 0 is the default limit.
+	if _, err := e.m.Create(j, Tun, -1, IfconfigCreate, Owner{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.m.Create(j, Tun, -1, IfconfigCreate, Owner{}); err != nil {
@@ -508,9 +508,6 @@ func TestDetachJail(t *testing.T) {
 	h.Close()
 	if _, err := e.m.Create(j, Tun, -1, IfconfigCreate, Owner{}); !errors.Is(err, ErrDetached) {
 		t.Fatalf("create in a removed jail: %v", err)
-	}
-	if err := e.m.SetLimit(j, 3); !errors.Is(err, ErrDetached) {
-		t.Fatalf("SetLimit in a removed jail: %v", err)
 	}
 	if e.m.Lookup(j, "tun0") != nil || e.m.Resolve(j, "tun0") != nil {
 		t.Fatal("lookup in a removed jail")

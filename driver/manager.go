@@ -76,7 +76,6 @@ type jailState struct {
 	// devices); the channel is closed when that is over, so that a racing
 	// creation of the same unit waits for the outcome instead of failing.
 	settling map[string]chan struct{}
-	limit    int
 }
 
 type unitKey struct {
@@ -142,19 +141,13 @@ func (m *Manager) logf(format string, args ...any) {
 	m.logger.Printf(format, args...)
 }
 
-// SetLimit sets the jail's device limit (0: DefaultDeviceLimit).
-func (m *Manager) SetLimit(j *jails.Jail, limit int) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	js, err := m.jailStateLocked(j)
-	if err != nil {
-		return err
+// deviceLimit is the jail's device limit: its settings' MaxDevices, fixed
+// when the jail was made (0: DefaultDeviceLimit).
+func deviceLimit(j *jails.Jail) int {
+	if n := j.Settings().MaxDevices; n > 0 {
+		return n
 	}
-	if limit <= 0 {
-		limit = DefaultDeviceLimit
-	}
-	js.limit = limit
-	return nil
+	return DefaultDeviceLimit
 }
 
 // jailStateLocked returns the driver's state for j, creating it on first
@@ -175,7 +168,7 @@ func (m *Manager) jailStateLocked(j *jails.Jail) (*jailState, error) {
 	}
 	js := &jailState{
 		jail: j, links: links, devices: make(map[string]*Device), byIfName: make(map[string]*Device),
-		byIndex: make(map[int]*Device), settling: make(map[string]chan struct{}), limit: DefaultDeviceLimit,
+		byIndex: make(map[int]*Device), settling: make(map[string]chan struct{}),
 	}
 	if js.watch, err = startRenameWatch(m, js); err != nil {
 		links.Close()

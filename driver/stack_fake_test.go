@@ -343,11 +343,17 @@ func newFakeEnv(t testing.TB) *fakeEnv {
 // namespace, which the tests of unit sharing rely on.
 func (e *fakeEnv) jail(name string) *jails.Jail {
 	e.t.Helper()
+	return e.jailWith(name, jails.Settings{})
+}
+
+// jailWith is jail with the given settings.
+func (e *fakeEnv) jailWith(name string, set jails.Settings) *jails.Jail {
+	e.t.Helper()
 	ns, err := e.host.Netns().Dup(name)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	j, err := e.reg.Create(jails.Options{Name: name, Netns: ns})
+	j, err := e.reg.Create(jails.Options{Name: name, Netns: ns, Settings: set})
 	if err != nil {
 		e.t.Fatal(err)
 	}
