@@ -164,6 +164,13 @@ func New(opts Options) (*Daemon, error) {
 		owners:    make(map[watchKey]*os.File),
 	}
 	d.devices = driver.NewManager(d.jails, opts.Logger)
+	if err := d.devices.Attach(d.jails.Host()); err != nil {
+		ln.Close()
+		unsock()
+		dropStateDir(opts.Socket, stateFd)
+		host.Close()
+		return nil, fmt.Errorf("start daemon: %w", err)
+	}
 	// The socket is ours, so no daemon answers on it: what a previous
 	// one recorded and left is stale.
 	d.cleanStale()

@@ -194,7 +194,8 @@ func (d *Daemon) CreateJail(p *JailParams) (*jails.Jail, error) {
 	// Each subsystem that keeps part of the settings gets it from the
 	// jail: the fast path's switch here (before any watch may remove the
 	// jail). The driver's device limit, the cloning policy and the node
-	// owner are read where they are used (driver, clonehandler).
+	// owner are read where they are used (driver, clonehandler); the
+	// driver attaches to the jail below.
 	d.fast.addJail(j, !j.Settings().NoFastPath)
 	fail := func(err error) (*jails.Jail, error) {
 		if rerr := d.jails.Remove(j.Name()); rerr != nil {
@@ -211,6 +212,9 @@ func (d *Daemon) CreateJail(p *JailParams) (*jails.Jail, error) {
 		if err := d.watchPid(j, "client", p.ClientPID); err != nil {
 			return fail(err)
 		}
+	}
+	if err := d.devices.Attach(j); err != nil {
+		return fail(fmt.Errorf("jail %s: %w", p.Name, err))
 	}
 	if p.Path != "" {
 		if err := os.MkdirAll(p.Path, 0o755); err != nil {

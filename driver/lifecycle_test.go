@@ -136,6 +136,9 @@ func TestCreateFailures(t *testing.T) {
 	if _, err := e.m.Create(j, Tun, -1, IfconfigCreate, Owner{}); !errors.Is(err, errFake) {
 		t.Fatalf("create in a jail that cannot attach: %v", err)
 	}
+	if err := e.m.Attach(j); !errors.Is(err, errFake) {
+		t.Fatalf("Attach to a jail that cannot attach: %v", err)
+	}
 	e.stack.setFail(func(op, name string) error {
 		if op == "Watch" {
 			return errFake
@@ -508,6 +511,9 @@ func TestDetachJail(t *testing.T) {
 	h.Close()
 	if _, err := e.m.Create(j, Tun, -1, IfconfigCreate, Owner{}); !errors.Is(err, ErrDetached) {
 		t.Fatalf("create in a removed jail: %v", err)
+	}
+	if err := e.m.Attach(j); !errors.Is(err, ErrDetached) {
+		t.Fatalf("Attach to a removed jail: %v", err)
 	}
 	if e.m.Lookup(j, "tun0") != nil || e.m.Resolve(j, "tun0") != nil {
 		t.Fatal("lookup in a removed jail")

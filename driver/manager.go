@@ -141,6 +141,17 @@ func (m *Manager) logf(format string, args ...any) {
 	m.logger.Printf(format, args...)
 }
 
+// Attach makes the driver's state for jail j now rather than at its first
+// device: its namespace's links and its rename watch (the daemon attaches
+// every jail it creates, so that a namespace the driver cannot work in
+// fails the jail's creation, and the watch exists for the jail's life).
+func (m *Manager) Attach(j *jails.Jail) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, err := m.jailStateLocked(j)
+	return err
+}
+
 // deviceLimit is the jail's device limit: its settings' MaxDevices, fixed
 // when the jail was made (0: DefaultDeviceLimit).
 func deviceLimit(j *jails.Jail) int {
