@@ -33,6 +33,7 @@ lint: $(GOFUSE)
 
 test: deps lint
 	$(GO) test $(TESTFLAGS) $(PKGS)
+	$(MAKE) cover-driver
 	$(MAKE) deb-check
 
 # The driver's tests as an ordinary user (nobody when run as root), with
