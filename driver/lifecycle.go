@@ -80,7 +80,7 @@ func (m *Manager) create(j *jails.Jail, drv *Driver, unit int, origin Origin, ow
 				continue
 			}
 		}
-		if limit := deviceLimit(j); len(js.devices) >= limit {
+		if limit := deviceLimit(j); int(js.counted.Load()) >= limit {
 			m.mu.Unlock()
 			return nil, false, fmt.Errorf("create %s in jail %s: %w (%d devices)", what, j.Name(), ErrLimit, limit)
 		}
@@ -164,6 +164,7 @@ func (m *Manager) newDevice(j *jails.Jail, js *jailState, drv *Driver, u int, or
 		return nil, fmt.Errorf("create %s in jail %s: %w", name, j.Name(), ErrDetached)
 	}
 	js.devices[name] = d
+	js.counted.Add(1)
 	js.byIndex[idx] = d
 	m.indexNameLocked(js, d)
 	m.all[d] = struct{}{}
@@ -203,10 +204,12 @@ func (m *Manager) Destroy(d *Device) error {
 
 // beginDestroyLocked moves an alive device to dying and revokes its open
 // handle if that carries packets, which wakes its blocked readers
-// (ErrGone). It returns the revoked handle, whose watcher the caller stops
+// (ErrGone). From here the device no longer counts against the jail's
+// device limit. It returns the revoked handle, whose watcher the caller stops
 // with finishDestroy. d.mu is held.
 func (d *Device) beginDestroyLocked() (revoked *Handle) {
 	d.state = devDying
+	d.js.counted.Add(-1) // no longer counts against the limit
 	if h := d.open; h != nil && h.state == hOpen {
 		h.leaveLocked(hRevoked)
 		return h

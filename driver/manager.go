@@ -76,6 +76,13 @@ type jailState struct {
 	// devices); the channel is closed when that is over, so that a racing
 	// creation of the same unit waits for the outcome instead of failing.
 	settling map[string]chan struct{}
+	// counted is the number of devices that count against the jail's
+	// device limit: the alive ones. A dying device, which no lookup
+	// reaches, no longer counts, though its unit stays taken until it is
+	// gone. Raised under Manager.mu where a device is registered, lowered
+	// where it starts dying (under Device.mu, which cannot take
+	// Manager.mu: hence an atomic).
+	counted atomic.Int32
 }
 
 type unitKey struct {
