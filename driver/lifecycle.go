@@ -96,6 +96,9 @@ func (m *Manager) create(j *jails.Jail, drv *Driver, unit int, origin Origin, ow
 			return nil, false, fmt.Errorf("create %s in jail %s: %w (another jail sharing the namespace has it)", what, j.Name(), ErrExists)
 		}
 		us.set(u)
+		// The creation counts against the limit from the check on,
+		// though m.mu is released while the interface is made.
+		js.counted.Add(1)
 		name := drv.UnitName(u)
 		settled := make(chan struct{})
 		js.settling[name] = settled
@@ -107,6 +110,7 @@ func (m *Manager) create(j *jails.Jail, drv *Driver, unit int, origin Origin, ow
 		close(settled)
 		if err != nil {
 			us.clear(u)
+			js.counted.Add(-1)
 		}
 		m.mu.Unlock()
 		if err == nil {
@@ -163,8 +167,7 @@ func (m *Manager) newDevice(j *jails.Jail, js *jailState, drv *Driver, u int, or
 		f.Close()
 		return nil, fmt.Errorf("create %s in jail %s: %w", name, j.Name(), ErrDetached)
 	}
-	js.devices[name] = d
-	js.counted.Add(1)
+	js.devices[name] = d // counted since create reserved it
 	js.byIndex[idx] = d
 	m.indexNameLocked(js, d)
 	m.all[d] = struct{}{}

@@ -2,6 +2,8 @@ package driver
 
 import (
 	"errors"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/tundevfs/tundevfs/jails"
@@ -69,5 +71,83 @@ func TestLimitSkipsDying(t *testing.T) {
 				t.Fatalf("create after both went: %v", err)
 			}
 		})
+	}
+}
+
+// TestLimitConcurrentCreates: creations in flight count against the limit,
+// so L+k concurrent creations on a jail with limit L make at most L
+// devices, and the others fail with ErrLimit at once.
+func TestLimitConcurrentCreates(t *testing.T) {
+	const limit, extra = 3, 4
+	e := newFakeEnv(t)
+	j := e.jailWith("racy", jails.Settings{MaxDevices: limit})
+	var entered atomic.Int32
+	release := make(chan struct{})
+	e.stack.setBeforeCreate(func(string) {
+		entered.Add(1)
+		<-release
+	})
+	var returned atomic.Int32
+	errs := make(chan error, limit+extra)
+	var wg sync.WaitGroup
+	for i := 0; i < limit+extra; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := e.m.Create(j, Tun, -1, IfconfigCreate, Owner{})
+			returned.Add(1)
+			errs <- err
+		}()
+	}
+	// Every creation is either blocked in the stack or has returned.
+	settled := waitUntil(func() bool { return int(entered.Load()+returned.Load()) == limit+extra })
+	inFlight := entered.Load()
+	close(release)
+	wg.Wait()
+	close(errs)
+	if !settled {
+		t.Fatalf("creations did not settle: %d in the stack, %d returned", inFlight, returned.Load())
+	}
+	if inFlight > limit {
+		t.Errorf("%d creations in flight at once on a jail with max_devices=%d", inFlight, limit)
+	}
+	made, limited := 0, 0
+	for err := range errs {
+		switch {
+		case err == nil:
+			made++
+		case errors.Is(err, ErrLimit):
+			limited++
+		default:
+			t.Errorf("create: %v", err)
+		}
+	}
+	if made != limit || limited != extra {
+		t.Errorf("%d made, %d ErrLimit; want %d and %d", made, limited, limit, extra)
+	}
+	if n := len(e.m.Devices(j)); n != limit {
+		t.Errorf("%d devices in the jail, limit %d", n, limit)
+	}
+}
+
+// TestLimitFailedCreate: a creation that fails gives its place under the
+// limit back, as it gives back its unit.
+func TestLimitFailedCreate(t *testing.T) {
+	e := newFakeEnv(t)
+	j := e.jailWith("one", jails.Settings{MaxDevices: 1})
+	e.stack.setFail(func(op, name string) error {
+		if op == "Create" {
+			return errFake
+		}
+		return nil
+	})
+	for i := 0; i < 3; i++ {
+		if _, err := e.m.Create(j, Tun, -1, IfconfigCreate, Owner{}); !errors.Is(err, errFake) {
+			t.Fatalf("failing create %d: %v, want the stack's error", i, err)
+		}
+	}
+	e.stack.setFail(nil)
+	if _, err := e.m.Create(j, Tun, -1, IfconfigCreate, Owner{}); err != nil {
+		t.Fatalf("create after failed ones: %v", err)
 	}
 }
