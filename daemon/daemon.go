@@ -539,15 +539,22 @@ func (d *Daemon) Unmount(dir string) error {
 	d.mu.Lock()
 	forgotten := d.forgotten[m]
 	d.mu.Unlock()
-	if err := m.Unmount(); err != nil {
-		return err
+	err := m.Unmount()
+	if err != nil {
+		select {
+		case <-m.Done():
+			// Ended all the same (its path no longer led to it): the
+			// daemon forgets it as after any unmount.
+		default:
+			return err
+		}
 	}
 	// Done with once the daemon has forgotten it and removed its jail if
 	// that was the jail's last mount, so the caller sees the state after.
 	if forgotten != nil {
 		<-forgotten
 	}
-	return nil
+	return err
 }
 
 func (d *Daemon) waitMount(dir string) error {
