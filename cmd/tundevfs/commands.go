@@ -92,12 +92,7 @@ func newMountCmd(g *globals) *cobra.Command {
 				}
 				return attach(g.socket, dir)
 			}
-			if !running {
-				if err := spawnDaemon(g.socket); err != nil {
-					return err
-				}
-			}
-			_, err = daemon.Call(g.socket, req)
+			_, err = callStarting(g.socket, req)
 			return err
 		},
 	}
