@@ -277,7 +277,7 @@ func (d *Daemon) serveConn(c *net.UnixConn) {
 		}
 		var data any
 		if closing && makesState(req.Op) {
-			err = fmt.Errorf("%s: %w (it was idle; run the command again)", req.Op, ErrShuttingDown)
+			err = fmt.Errorf("%s: %w", req.Op, ErrShuttingDown)
 		} else {
 			data, err = d.handle(req, peerPID(c))
 		}
