@@ -17,6 +17,9 @@
 //     such a daemon idle is answered once the shutdown has destroyed every
 //     device and unmounted everything (the client's interfaces are gone
 //     when `tundevfs umount` returns); so is an umount during any shutdown.
+//     Once the shutdown is decided, a request that would make a mount, a
+//     jail or a device is refused with ErrShuttingDown (the CLI then
+//     starts a new daemon), never served by the daemon that is going.
 //   - The daemon's files live in its state directory (StateDir: root's,
 //     0700, one per socket path, never reached through a symbolic link);
 //     its mounts are recorded there, and a daemon starting on the same
@@ -269,12 +272,22 @@ func (d *Daemon) serveConn(c *net.UnixConn) {
 			dedicatedThread() // not before: a locked goroutine parks its thread
 		}
 		counted := req.Op != OpPing
+		closing := false
 		if counted {
+			// Counted under d.mu, where checkIdle decides: either
+			// this request keeps the daemon from going idle, or it
+			// sees the shutdown that was decided first.
 			d.mu.Lock()
 			d.active++
+			closing = d.closed
 			d.mu.Unlock()
 		}
-		data, err := d.handle(req, peerPID(c))
+		var data any
+		if closing && makesState(req.Op) {
+			err = fmt.Errorf("%s: %w", req.Op, ErrShuttingDown)
+		} else {
+			data, err = d.handle(req, peerPID(c))
+		}
 		if counted {
 			d.mu.Lock()
 			d.active--
@@ -437,6 +450,19 @@ func (d *Daemon) mount(j *jails.Jail, dir string, opts fs.Options, internal bool
 		d.saveState()
 		return err
 	}
+	if d.closed {
+		// A shutdown (a signal, not idleness: the reservation kept
+		// the daemon busy) began while the mount was being made, and
+		// may have passed it by: it must not outlive the daemon.
+		delete(d.mounts, dir)
+		delete(d.internal, dir)
+		d.mu.Unlock()
+		if err := m.Unmount(); err != nil {
+			d.logger.Printf("mount %s during shutdown: %v", dir, err)
+		}
+		d.saveState()
+		return fmt.Errorf("mount %s: %w", dir, ErrShuttingDown)
+	}
 	d.mounts[dir] = m
 	forgotten := make(chan struct{})
 	d.forgotten[m] = forgotten
@@ -494,6 +520,12 @@ const shutdownWait = 30 * time.Second
 // checkIdle shuts an ExitWhenIdle daemon down when it is idle: no user
 // mount (made or being made), no alive jail but host, no request being
 // handled. It reports whether it started the shutdown.
+//
+// The decision and d.closed are one step under d.mu, where a request
+// counts itself (active) and a mount reserves its directory: a request
+// that comes later sees closed and is refused with ErrShuttingDown (the
+// CLI starts a new daemon and tries again), so no mount or jail is made
+// by a daemon that is going away.
 func (d *Daemon) checkIdle() bool {
 	if !d.opts.ExitWhenIdle {
 		return false
@@ -505,18 +537,41 @@ func (d *Daemon) checkIdle() bool {
 			idle = false
 		}
 	}
-	d.mu.Unlock()
-	for _, j := range d.jails.List() {
-		if !j.IsHost() && j.State() != jails.Gone {
-			idle = false
+	if idle {
+		for _, j := range d.jails.List() {
+			if !j.IsHost() && j.State() != jails.Gone {
+				idle = false
+			}
 		}
 	}
 	if idle {
+		d.closed = true // Close sets it too; from here no new state
+	}
+	d.mu.Unlock()
+	if idle {
+		if testHookIdle != nil {
+			testHookIdle()
+		}
 		d.logger.Printf("idle: no mount, no jail; shutting down")
 		go d.Close()
 	}
 	return idle
 }
+
+// makesState says whether op makes something (a mount, a jail, a
+// device) that a daemon shutting down would not keep: such a request is
+// refused once the shutdown is decided.
+func makesState(op Op) bool {
+	switch op {
+	case OpMount, OpPerNetnsEnsure, OpJailCreate, OpIfconfig:
+		return true
+	}
+	return false
+}
+
+// testHookIdle, set by tests only, runs once checkIdle has decided to
+// shut down, before the shutdown starts.
+var testHookIdle func()
 
 // mountAt returns the daemon's mount at dir, or nil. A path that is not
 // one of its mount points is tried with its symbolic links resolved.
@@ -546,15 +601,22 @@ func (d *Daemon) Unmount(dir string) error {
 	d.mu.Lock()
 	forgotten := d.forgotten[m]
 	d.mu.Unlock()
-	if err := m.Unmount(); err != nil {
-		return err
+	err := m.Unmount()
+	if err != nil {
+		select {
+		case <-m.Done():
+			// Ended all the same (its path no longer led to it): the
+			// daemon forgets it as after any unmount.
+		default:
+			return err
+		}
 	}
 	// Done with once the daemon has forgotten it and removed its jail if
 	// that was the jail's last mount, so the caller sees the state after.
 	if forgotten != nil {
 		<-forgotten
 	}
-	return nil
+	return err
 }
 
 func (d *Daemon) waitMount(dir string) error {

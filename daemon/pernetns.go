@@ -76,7 +76,7 @@ func clearStale(dir string) error {
 	if !errors.Is(err, unix.ENOTCONN) {
 		return fmt.Errorf("mount %s: %w", dir, err)
 	}
-	if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
+	if err := unix.Unmount(dir, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW); err != nil {
 		return fmt.Errorf("mount %s: detach the stale mount of a dead daemon: %w", dir, err)
 	}
 	return nil

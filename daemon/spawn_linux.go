@@ -42,6 +42,11 @@ func Spawn(bin, socket string, wait time.Duration, args ...string) error {
 		}
 		select {
 		case err := <-exited:
+			if err == nil {
+				// A clean exit before it answered: another client's
+				// request came first and left it idle.
+				return fmt.Errorf("start daemon: it exited at once (%w: idle before this client's request came); see %s", ErrShuttingDown, logPath)
+			}
 			return fmt.Errorf("start daemon: it exited (%v); see %s", err, logPath)
 		case <-time.After(20 * time.Millisecond):
 		}

@@ -13,7 +13,11 @@
 //     through Manager.Create. A devfs clone returns the device with one extra
 //     reference, RefClone, which the caller gives up once the kernel holds the
 //     node; an ifconfig create returns none (SPEC §1, FreeBSD 3b263fa76c08).
-//   - A failed creation gives back everything it took: unit, fd, jail hold.
+//   - A failed creation gives back everything it took: unit, fd, jail hold,
+//     its place under the jail's device limit. The limit (max_devices)
+//     counts the alive devices and the creations in flight, checked and
+//     reserved in one step (jailState.counted): a dying device no longer
+//     counts, though its unit stays taken until it is gone.
 //   - Destroy marks the device dying, wakes every blocked reader, waits for
 //     in-flight operations (the busy count), emits Destroyed and unlists the
 //     node, and only then closes the real fd so that the interface

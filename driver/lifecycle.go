@@ -80,7 +80,7 @@ func (m *Manager) create(j *jails.Jail, drv *Driver, unit int, origin Origin, ow
 				continue
 			}
 		}
-		if limit := deviceLimit(j); len(js.devices) >= limit {
+		if limit := deviceLimit(j); int(js.counted.Load()) >= limit {
 			m.mu.Unlock()
 			return nil, false, fmt.Errorf("create %s in jail %s: %w (%d devices)", what, j.Name(), ErrLimit, limit)
 		}
@@ -96,6 +96,9 @@ func (m *Manager) create(j *jails.Jail, drv *Driver, unit int, origin Origin, ow
 			return nil, false, fmt.Errorf("create %s in jail %s: %w (another jail sharing the namespace has it)", what, j.Name(), ErrExists)
 		}
 		us.set(u)
+		// The creation counts against the limit from the check on,
+		// though m.mu is released while the interface is made.
+		js.counted.Add(1)
 		name := drv.UnitName(u)
 		settled := make(chan struct{})
 		js.settling[name] = settled
@@ -107,6 +110,7 @@ func (m *Manager) create(j *jails.Jail, drv *Driver, unit int, origin Origin, ow
 		close(settled)
 		if err != nil {
 			us.clear(u)
+			js.counted.Add(-1)
 		}
 		m.mu.Unlock()
 		if err == nil {
@@ -163,7 +167,7 @@ func (m *Manager) newDevice(j *jails.Jail, js *jailState, drv *Driver, u int, or
 		f.Close()
 		return nil, fmt.Errorf("create %s in jail %s: %w", name, j.Name(), ErrDetached)
 	}
-	js.devices[name] = d
+	js.devices[name] = d // counted since create reserved it
 	js.byIndex[idx] = d
 	m.indexNameLocked(js, d)
 	m.all[d] = struct{}{}
@@ -203,10 +207,12 @@ func (m *Manager) Destroy(d *Device) error {
 
 // beginDestroyLocked moves an alive device to dying and revokes its open
 // handle if that carries packets, which wakes its blocked readers
-// (ErrGone). It returns the revoked handle, whose watcher the caller stops
+// (ErrGone). From here the device no longer counts against the jail's
+// device limit. It returns the revoked handle, whose watcher the caller stops
 // with finishDestroy. d.mu is held.
 func (d *Device) beginDestroyLocked() (revoked *Handle) {
 	d.state = devDying
+	d.js.counted.Add(-1) // no longer counts against the limit
 	if h := d.open; h != nil && h.state == hOpen {
 		h.leaveLocked(hRevoked)
 		return h

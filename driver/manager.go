@@ -76,6 +76,15 @@ type jailState struct {
 	// devices); the channel is closed when that is over, so that a racing
 	// creation of the same unit waits for the outcome instead of failing.
 	settling map[string]chan struct{}
+	// counted is the number of devices that count against the jail's
+	// device limit: the alive ones and the creations in flight. A dying
+	// device, which no lookup reaches, no longer counts, though its unit
+	// stays taken until it is gone. Raised only under Manager.mu, in the
+	// same critical section as the limit check, so concurrent creations
+	// never pass the limit; lowered by a failed creation and where a
+	// device starts dying (under Device.mu, which cannot take Manager.mu:
+	// hence an atomic).
+	counted atomic.Int32
 }
 
 type unitKey struct {

@@ -31,7 +31,10 @@ type fakeStack struct {
 	// fail, if set, is asked before every operation (op is the Links
 	// method's name) and its error returned instead.
 	fail func(op, name string) error
-	ns   []*fakeLinks
+	// beforeCreate, if set, is called by Create with no lock held before
+	// anything else: a test blocks creations in flight there.
+	beforeCreate func(name string)
+	ns           []*fakeLinks
 }
 
 // fakeLink is one interface of the fake stack.
@@ -114,6 +117,12 @@ func (s *fakeStack) liveLocked(ns *fakeLinks, index int, name string) (*fakeLink
 
 func (f *fakeLinks) Create(drv *Driver, name string, mac net.HardwareAddr) (*os.File, int, error) {
 	s := f.s
+	s.mu.Lock()
+	hook := s.beforeCreate
+	s.mu.Unlock()
+	if hook != nil {
+		hook(name)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.failLocked("Create", name); err != nil {
@@ -286,6 +295,13 @@ func (s *fakeStack) watching(d *Device) LinkEvents {
 func (s *fakeStack) setFail(fn func(op, name string) error) {
 	s.mu.Lock()
 	s.fail = fn
+	s.mu.Unlock()
+}
+
+// setBeforeCreate makes every Create call fn first, with no lock held.
+func (s *fakeStack) setBeforeCreate(fn func(name string)) {
+	s.mu.Lock()
+	s.beforeCreate = fn
 	s.mu.Unlock()
 }
 

@@ -26,11 +26,31 @@ func (mnt *Mount) Unmount() error {
 	// mount busy: close them as the end of the mount would (blocked
 	// readers get ENXIO, as on destroy, while the connection still
 	// answers) and detach it.
-	if err := unix.Unmount(mnt.dir, 0); err != nil {
+	// umount follows no symlink: a path that no longer leads to this
+	// mount detaches nothing, and the connection is ended below.
+	moved := ""
+	if err := mnt.umount(0); err != nil {
 		mnt.revoke()
-		if derr := unix.Unmount(mnt.dir, unix.MNT_DETACH); derr != nil && !errors.Is(derr, unix.EINVAL) {
+		derr := mnt.umount(unix.MNT_DETACH)
+		if isNotThere(derr) {
+			moved = mnt.movedTo()
+			if moved != "" {
+				mnt.logger.Printf("unmount %s: %v; the mount is now at %s: ending its connection, not detaching it", mnt.dir, derr, moved)
+			}
+		} else if derr != nil && !errors.Is(derr, unix.EINVAL) {
 			return fmt.Errorf("unmount %s: %w", mnt.dir, derr)
 		}
+	}
+	if moved != "" {
+		// Nothing ends the connection but an abort.
+		if err := abortConnection(mnt.connID); err != nil {
+			mnt.logger.Printf("unmount %s: %v", mnt.dir, err)
+		}
+		select {
+		case <-mnt.done:
+		case <-time.After(10 * time.Second):
+		}
+		return fmt.Errorf("unmount %s: a directory on its path was moved or replaced by a symlink, so the mount is now at %s: its connection is ended, but only root can detach it there", mnt.dir, moved)
 	}
 	// The connection ends once the kernel lets go of the superblock. A
 	// detached mount with open files, or a bind mount of it in another

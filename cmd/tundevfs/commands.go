@@ -92,12 +92,7 @@ func newMountCmd(g *globals) *cobra.Command {
 				}
 				return attach(g.socket, dir)
 			}
-			if !running {
-				if err := spawnDaemon(g.socket); err != nil {
-					return err
-				}
-			}
-			_, err = daemon.Call(g.socket, req)
+			_, err = callStarting(g.socket, req)
 			return err
 		},
 	}
@@ -180,8 +175,8 @@ func newUmountCmd(g *globals) *cobra.Command {
 			if !daemon.IsTundevfsMount(dir) {
 				return fmt.Errorf("umount %s: not a tundevfs mount", dir)
 			}
-			if uerr := unix.Unmount(dir, 0); uerr != nil {
-				if uerr := unix.Unmount(dir, unix.MNT_DETACH); uerr != nil {
+			if uerr := unix.Unmount(dir, unix.UMOUNT_NOFOLLOW); uerr != nil {
+				if uerr := unix.Unmount(dir, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW); uerr != nil {
 					return fmt.Errorf("umount %s: %w", dir, uerr)
 				}
 			}

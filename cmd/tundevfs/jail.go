@@ -60,15 +60,14 @@ func jailCreate(g *globals, args []string) error {
 	if command != nil && command[0] == "" {
 		return errors.New("jail: command= needs a command")
 	}
-	if !ping(g.socket) {
-		if err := spawnDaemon(g.socket); err != nil {
-			return err
-		}
-	}
 	req := daemon.Request{Op: daemon.OpJailCreate, Args: params, Command: command != nil}
 	var ji daemon.JailInfo
-	if err := daemon.CallInto(g.socket, req, &ji); err != nil {
+	data, err := callStarting(g.socket, req)
+	if err != nil {
 		return err
+	}
+	if err := json.Unmarshal(data, &ji); err != nil {
+		return fmt.Errorf("jail: bad answer: %w", err)
 	}
 	if command == nil {
 		return nil
