@@ -69,6 +69,9 @@ type MountInfo struct {
 	Dir  string `json:"dir"`
 	Jail string `json:"jail"`
 	Mode string `json:"mode"` // ModeJail or ModePerNetns
+	// Transport is how the mount's FUSE requests arrive: "uring"
+	// (FUSE over io_uring) or "dev" (/dev/fuse).
+	Transport string `json:"transport"`
 }
 
 // ErrNoDaemon says that nothing answers on the control socket.

@@ -98,8 +98,11 @@ type Options struct {
 	// its own network namespace (pernetns.go); JailOf finds that jail.
 	PerNetns bool
 	JailOf   JailResolver
-	Debug    bool
-	Logger   *log.Logger
+	// Transport: auto, uring or dev (transport.go); empty takes
+	// TransportEnv, else auto.
+	Transport Transport
+	Debug     bool
+	Logger    *log.Logger
 }
 
 // nodeKind says what a FUSE node is.
@@ -217,7 +220,12 @@ func MountDir(m *driver.Manager, clones *clonehandler.Registry, j *jails.Jail, d
 		Debug:      opts.Debug,
 		Logger:     opts.Logger,
 	}
-	server, err := fuse.NewServer(fs, dir, mo)
+	transport, err := opts.transport()
+	if err != nil {
+		j.Release()
+		return nil, fmt.Errorf("mount %s: %w", dir, err)
+	}
+	server, err := newServer(fs, dir, mo, transport)
 	if err != nil {
 		j.Release()
 		return nil, fmt.Errorf("mount %s: %w", dir, err)
