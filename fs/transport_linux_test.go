@@ -82,6 +82,9 @@ func TestTransportForced(t *testing.T) {
 			if got := mountTransport(t, e); got != tr {
 				t.Fatalf("status says transport %q, want %q", got, tr)
 			}
+			if out, err := e.d.CLI("status"); err != nil || !strings.Contains(out, "mount "+e.dir+" (jail host)\n  fuse transport "+tr+"\n") {
+				t.Fatalf("status text: %v\n%s", err, out)
+			}
 			if before != "" {
 				if after := uringParam(t); after != before {
 					t.Errorf("%s: %s before the mount, %s after", fs.URingParam, before, after)

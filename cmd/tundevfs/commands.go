@@ -254,10 +254,11 @@ func printStatus(st daemon.Status) {
 	tw.Flush()
 	for _, m := range st.Mounts {
 		if m.Mode == daemon.ModePerNetns {
-			fmt.Printf("mount %s (per-netns: each caller's own jail; fuse transport %s)\n", m.Dir, m.Transport)
-			continue
+			fmt.Printf("mount %s (per-netns: each caller's own jail)\n", m.Dir)
+		} else {
+			fmt.Printf("mount %s (jail %s)\n", m.Dir, m.Jail)
 		}
-		fmt.Printf("mount %s (jail %s; fuse transport %s)\n", m.Dir, m.Jail, m.Transport)
+		fmt.Printf("  fuse transport %s\n", m.Transport)
 	}
 	if len(st.Devices) == 0 {
 		return
