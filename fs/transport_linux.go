@@ -3,7 +3,6 @@ package fs
 import (
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -24,11 +23,11 @@ const uringLock = "/run/lock/tundevfs-fuse-uring.lock"
 // this process: the parameter exists and is on, or can be turned on.
 // The error says why not.
 func URingAvailable() error {
-	b, err := os.ReadFile(URingParam)
+	v, err := readParam()
 	if err != nil {
 		return fmt.Errorf("fuse over io_uring: %w (Linux 6.14+ built with CONFIG_FUSE_IO_URING has it)", err)
 	}
-	if strings.TrimSpace(string(b)) == "Y" {
+	if v == "Y" {
 		return nil
 	}
 	if err := unix.Access(URingParam, unix.W_OK); err != nil {
@@ -73,16 +72,16 @@ func newServer(fs fuse.RawFileSystem, dir string, mo *fuse.MountOptions, t Trans
 // (fuse.NewServer answers it), so the parameter is on exactly when the
 // kernel reads it.
 func withURingParam(mount func() error) (err error) {
-	if err := os.MkdirAll("/run/lock", 0o755); err != nil {
+	if err := unix.Mkdir("/run/lock", 0o755); err != nil && err != unix.EEXIST {
 		return fmt.Errorf("fuse over io_uring: %w", err)
 	}
-	lf, err := os.OpenFile(uringLock, os.O_RDWR|os.O_CREATE, 0o600)
+	lf, err := unix.Open(uringLock, unix.O_RDWR|unix.O_CREAT|unix.O_CLOEXEC, 0o600)
 	if err != nil {
-		return fmt.Errorf("fuse over io_uring: %w", err)
+		return fmt.Errorf("fuse over io_uring: open %s: %w", uringLock, err)
 	}
-	defer lf.Close()
+	defer unix.Close(lf)
 	for {
-		err = unix.Flock(int(lf.Fd()), unix.LOCK_EX)
+		err = unix.Flock(lf, unix.LOCK_EX)
 		if err != unix.EINTR {
 			break
 		}
@@ -90,21 +89,59 @@ func withURingParam(mount func() error) (err error) {
 	if err != nil {
 		return fmt.Errorf("fuse over io_uring: lock %s: %w", uringLock, err)
 	}
-	defer unix.Flock(int(lf.Fd()), unix.LOCK_UN)
-	b, err := os.ReadFile(URingParam)
+	defer unix.Flock(lf, unix.LOCK_UN)
+	found, err := readParam()
 	if err != nil {
 		return fmt.Errorf("fuse over io_uring: %w", err)
 	}
-	found := strings.TrimSpace(string(b))
 	if found != "Y" {
-		if err := os.WriteFile(URingParam, []byte("Y"), 0); err != nil {
+		if err := writeParam("Y"); err != nil {
 			return fmt.Errorf("fuse over io_uring: turn on %s: %w", URingParam, err)
 		}
 		defer func() {
-			if rerr := os.WriteFile(URingParam, []byte(found), 0); rerr != nil {
+			if rerr := writeParam(found); rerr != nil {
 				err = errors.Join(err, fmt.Errorf("fuse over io_uring: put back %s=%s: %w", URingParam, found, rerr))
 			}
 		}()
 	}
 	return mount()
+}
+
+// readParam reads URingParam ("Y" or "N"). Raw fds: the daemon opens no
+// file by path through the runtime poller (selfopen_test.go).
+func readParam() (string, error) {
+	fd, err := unix.Open(URingParam, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return "", fmt.Errorf("open %s: %w", URingParam, err)
+	}
+	defer unix.Close(fd)
+	var b [8]byte
+	for {
+		n, err := unix.Read(fd, b[:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return "", fmt.Errorf("read %s: %w", URingParam, err)
+		}
+		return strings.TrimSpace(string(b[:n])), nil
+	}
+}
+
+func writeParam(v string) error {
+	fd, err := unix.Open(URingParam, unix.O_WRONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", URingParam, err)
+	}
+	defer unix.Close(fd)
+	for {
+		_, err := unix.Write(fd, []byte(v))
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("write %s: %w", URingParam, err)
+		}
+		return nil
+	}
 }

@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -181,6 +184,44 @@ func TestTransportBlockedReadersAndWriter(t *testing.T) {
 			for k, c := range calls[:n-1] {
 				if r := c.result(t); !errors.Is(r.err, unix.ENXIO) {
 					t.Errorf("read on destroyed %s: %d, %v; want ENXIO", names[k], r.n, r.err)
+				}
+			}
+		})
+	}
+}
+
+// TestTransportKilledReaders: a reader killed while its read is on the way
+// to the daemon dies. Over io_uring the kernel sends the INTERRUPT through
+// /dev/fuse and it can overtake the read (from a ring); the kernel cannot
+// requeue it on EAGAIN, so the daemon must remember it until the read
+// starts. Before that fix, the stress test left a SIGKILLed cat blocked.
+func TestTransportKilledReaders(t *testing.T) {
+	n := 300
+	if testing.Short() {
+		n = 100
+	}
+	for _, tr := range transports {
+		t.Run(tr, func(t *testing.T) {
+			e := transportEnv(t, tr)
+			dev := e.dir + "/tun0"
+			if _, err := os.Lstat(dev); err != nil {
+				t.Fatal(err)
+			}
+			for k := 0; k < n; k++ {
+				cmd := exec.Command("cat", dev)
+				if err := cmd.Start(); err != nil {
+					t.Fatal(err)
+				}
+				if k%2 == 1 {
+					time.Sleep(time.Duration(k%7) * 100 * time.Microsecond)
+				}
+				cmd.Process.Signal(syscall.SIGKILL)
+				exited := make(chan struct{})
+				go func() { cmd.Wait(); close(exited) }()
+				select {
+				case <-exited:
+				case <-time.After(hangGuard):
+					t.Fatalf("reader %d killed while reading %s did not die within %v", k, dev, hangGuard)
 				}
 			}
 		})
