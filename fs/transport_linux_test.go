@@ -127,6 +127,8 @@ func TestTransportBlockedReadersAndWriter(t *testing.T) {
 	for i, tr := range transports {
 		t.Run(tr, func(t *testing.T) {
 			e := transportEnv(t, tr, "--device-limit", "2000")
+			pid := e.d.Status(t).PID
+			rss0 := vmRSS(t, pid)
 			fds := make([]int, n)
 			names := make([]string, n)
 			for k := range fds {
@@ -150,6 +152,7 @@ func TestTransportBlockedReadersAndWriter(t *testing.T) {
 			if !itest.WaitFor(func() bool { return busy() == n }) {
 				t.Fatalf("%d reads in flight in the daemon, want %d", busy(), n)
 			}
+			t.Logf("%s: daemon RSS %d KiB idle, %d KiB with %d blocked reads", tr, rss0, vmRSS(t, pid), n)
 
 			// A writer on another device.
 			l := e.setup(t, "tun", 50+i)
@@ -226,4 +229,21 @@ func TestTransportKilledReaders(t *testing.T) {
 			}
 		})
 	}
+}
+
+// vmRSS is process pid's resident set in KiB.
+func vmRSS(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			var kb int
+			fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kb)
+			return kb
+		}
+	}
+	return 0
 }
