@@ -38,16 +38,21 @@ func URingAvailable() error {
 
 // FUSE opcodes (linux/fuse.h) the ring threads serve themselves.
 const (
+	opRead  = 15
 	opWrite = 16
 	opPoll  = 40
 )
 
-// inlineOps: over io_uring, WRITE and POLL are served on the ring thread of
-// the CPU the request came from (no hand-off to a goroutine): a device
-// write sends the packet and returns (driver.Device.writePacket), and
-// POLL must not block (FilePoller). READ may wait for a packet, and
-// the rest may take long (clones, destroys): goroutines.
-func inlineOps(opcode uint32) bool { return opcode == opWrite || opcode == opPoll }
+// inlineOps: over io_uring, READ, WRITE and POLL are served on the ring
+// thread of the CPU the request came from (no hand-off to a goroutine): a
+// device write sends the packet and returns (driver.Device.writePacket),
+// POLL must not block (FilePoller), and a READ there does not wait: with
+// nothing queued, Mount.Read answers fuse.ServeLater (fuse.InlineRequest)
+// and the READ is served again in a goroutine, where it may block. The rest
+// may take long (clones, destroys): goroutines.
+func inlineOps(opcode uint32) bool {
+	return opcode == opRead || opcode == opWrite || opcode == opPoll
+}
 
 // newServer mounts with transport t (see Transport).
 func newServer(fs fuse.RawFileSystem, dir string, mo *fuse.MountOptions, t Transport) (*fuse.Server, error) {
