@@ -76,6 +76,9 @@ type Options struct {
 	// NetnsDev, if set, is where the daemon mounts the shared per-netns
 	// device directory at start (pernetns.go).
 	NetnsDev string
+	// FuseTransport is the FUSE transport of every mount: auto, uring
+	// or dev (fs.Transport); empty takes fs.TransportEnv, else auto.
+	FuseTransport fs.Transport
 }
 
 // DefaultIdleGrace is the default Options.IdleGrace.
@@ -438,6 +441,9 @@ func (d *Daemon) mount(j *jails.Jail, dir string, opts fs.Options, internal bool
 	d.mounts[dir] = nil // reserve
 	d.internal[dir] = internal
 	d.mu.Unlock()
+	if opts.Transport == "" {
+		opts.Transport = d.opts.FuseTransport
+	}
 	d.saveState() // recorded before it exists: a kill -9 may come any time
 
 	opts.Logger = d.logger
@@ -667,7 +673,7 @@ func (d *Daemon) Status() Status {
 	d.mu.Lock()
 	for dir, m := range d.mounts {
 		if m != nil {
-			st.Mounts = append(st.Mounts, MountInfo{Dir: dir, Jail: m.Jail().Name(), Mode: mountMode(m)})
+			st.Mounts = append(st.Mounts, MountInfo{Dir: dir, Jail: m.Jail().Name(), Mode: mountMode(m), Transport: m.Transport()})
 		}
 	}
 	d.mu.Unlock()
@@ -701,7 +707,10 @@ func goroutines() (total, fuseReaders int) {
 		total++
 		reading := strings.Contains(g, "fuse.(*fuseFD).readRequest") && strings.Contains(g, "fuse.(*Server).loop")
 		serving := strings.Contains(g, "sync.(*WaitGroup).Wait") && strings.Contains(g, "fuse.(*Server).Serve")
-		if reading || serving {
+		// FUSE over io_uring: a thread per CPU queue, and its pump,
+		// which starts the first time the queue runs out of entries.
+		ring := strings.Contains(g, "fuse.(*uringQueue).run") || strings.Contains(g, "fuse.(*uringQueue).pumpLoop")
+		if reading || serving || ring {
 			fuseReaders++
 		}
 	}

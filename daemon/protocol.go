@@ -114,6 +114,9 @@ type MountInfo struct {
 	Dir  string `json:"dir"`
 	Jail string `json:"jail"`
 	Mode string `json:"mode"` // ModeJail or ModePerNetns
+	// Transport is how the mount's FUSE requests arrive: "uring"
+	// (FUSE over io_uring) or "dev" (/dev/fuse).
+	Transport string `json:"transport"`
 }
 
 // Call sends req to the daemon at socket and returns its answer. A daemon

@@ -75,17 +75,21 @@ func (mnt *Mount) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fus
 		buf = buf[:in.Size]
 	}
 	nonblock := in.Flags&syscall.O_NONBLOCK != 0
+	inline := fuse.InlineRequest(cancel) // transport_linux.go
 	var n int
 	var err error
 	if h.Batch() {
-		n, err = h.ReadBatch(cancel, buf, nonblock)
+		n, err = h.ReadBatch(cancel, buf, nonblock || inline)
 	} else {
 		if len(buf) > splitFloor {
 			buf = buf[:len(buf)-1]
 		}
-		n, err = h.Read(cancel, buf, nonblock)
+		n, err = h.Read(cancel, buf, nonblock || inline)
 	}
 	if err != nil {
+		if inline && !nonblock && errors.Is(err, driver.ErrWouldBlock) {
+			return nil, fuse.ServeLater
+		}
 		return nil, mnt.fileErr(err)
 	}
 	return packetResult(buf[:n]), fuse.OK

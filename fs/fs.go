@@ -108,8 +108,11 @@ type Options struct {
 	// its own network namespace (pernetns.go); JailOf finds that jail.
 	PerNetns bool
 	JailOf   JailResolver
-	Debug    bool
-	Logger   *log.Logger
+	// Transport: auto, uring or dev (transport.go); empty takes
+	// TransportEnv, else auto.
+	Transport Transport
+	Debug     bool
+	Logger    *log.Logger
 }
 
 // Mount is one mounted device directory. It implements
@@ -202,7 +205,12 @@ func MountDir(m *driver.Manager, clones *clonehandler.Registry, j *jails.Jail, d
 		Debug:      opts.Debug,
 		Logger:     opts.Logger,
 	}
-	server, err := fuse.NewServer(mnt, dir, mo)
+	transport, err := opts.transport()
+	if err != nil {
+		j.Release()
+		return nil, fmt.Errorf("mount %s: %w", dir, err)
+	}
+	server, err := newServer(mnt, dir, mo, transport)
 	if err != nil {
 		j.Release()
 		return nil, fmt.Errorf("mount %s: %w", dir, err)

@@ -6,8 +6,11 @@
 #   replace github.com/hanwen/go-fuse/v2 => ./.build/go-fuse
 # in go.mod. See patches/README.md.
 #
-# Idempotent: DEST holds a stamp with the patch's sha256, and the copy
-# is only rebuilt when the patch changed. Needs go, patch, sha256sum, cp.
+# Applies every patches/go-fuse-$version-*.patch, in the order of their
+# names' sort: -poll (FUSE_POLL), then -uring (FUSE over io_uring).
+#
+# Idempotent: DEST holds a stamp with the sha256 over all the patches, and
+# the copy is only rebuilt when one changed. Needs go, patch, sha256sum, cp.
 set -eu -o pipefail
 
 module=github.com/hanwen/go-fuse/v2
@@ -17,7 +20,8 @@ stampname=.gofuse-patched.sha256
 die() { echo "gofuse-patched: $*" >&2; exit 1; }
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-patchfile=$root/patches/go-fuse-$version-poll.patch
+# The order matters: each patch applies on top of the ones before.
+patchfiles=("$root/patches/go-fuse-$version-poll.patch" "$root/patches/go-fuse-$version-uring.patch")
 dest=${1:-$root/.build/go-fuse}
 dest=${dest%/}
 [ -n "$dest" ] || die "refusing to use / as destination"
@@ -27,9 +31,11 @@ for tool in go sha256sum cp; do
 done
 command -v patch >/dev/null ||
 	die "'patch' not found in PATH; install it (Debian/Ubuntu: apt-get install patch)"
-[ -f "$patchfile" ] || die "patch file $patchfile not found"
+for patchfile in "${patchfiles[@]}"; do
+	[ -f "$patchfile" ] || die "patch file $patchfile not found"
+done
 
-want=$(sha256sum "$patchfile" | cut -d' ' -f1)
+want=$(cat "${patchfiles[@]}" | sha256sum | cut -d' ' -f1)
 if [ -f "$dest/$stampname" ] && [ "$(cat "$dest/$stampname")" = "$want" ]; then
 	echo "gofuse-patched: $dest is up to date"
 	exit 0
@@ -59,11 +65,13 @@ rm -rf "$tmp"
 cp -R "$src" "$tmp"
 chmod -R u+w "$tmp"
 
-if ! out=$(patch -p1 --forward --batch --fuzz=0 --no-backup-if-mismatch \
-	-r - -d "$tmp" -i "$patchfile" 2>&1); then
-	die "$patchfile does not apply to $module@$version:
+for patchfile in "${patchfiles[@]}"; do
+	if ! out=$(patch -p1 --forward --batch --fuzz=0 --no-backup-if-mismatch \
+		-r - -d "$tmp" -i "$patchfile" 2>&1); then
+		die "$patchfile does not apply to $module@$version (after the patches before it):
 $out"
-fi
+	fi
+done
 printf '%s\n' "$want" >"$tmp/$stampname"
 
 rm -rf "$dest"

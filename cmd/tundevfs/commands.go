@@ -34,6 +34,7 @@ func newDaemonCmd(g *globals) *cobra.Command {
 	cmd.Flags().IntVar(&opts.DeviceLimit, "device-limit", 0, "devices per jail (default 256)")
 	cmd.Flags().DurationVar(&opts.IdleGrace, "idle-grace", daemon.DefaultIdleGrace, "with --exit-when-idle: how long a daemon nobody uses waits before it exits")
 	cmd.Flags().MarkHidden("idle-grace")
+	cmd.Flags().Var(transportFlag{&opts.FuseTransport}, "fuse-transport", "how FUSE requests reach the daemon: auto (io_uring when the kernel offers it, else /dev/fuse), uring or dev (default auto, or $"+daemon.FuseTransportEnv+")")
 	cmd.Flags().StringVar(&opts.NetnsDev, "netns-dev", "", "mount the shared per-netns device directory here at start (containers: "+daemon.DefaultNetnsDev+")")
 	return cmd
 }
@@ -248,9 +249,10 @@ func printStatus(st daemon.Status) {
 	for _, m := range st.Mounts {
 		if m.Mode == daemon.ModePerNetns {
 			fmt.Printf("mount %s (per-netns: each caller's own jail)\n", m.Dir)
-			continue
+		} else {
+			fmt.Printf("mount %s (jail %s)\n", m.Dir, m.Jail)
 		}
-		fmt.Printf("mount %s (jail %s)\n", m.Dir, m.Jail)
+		fmt.Printf("  fuse transport %s\n", m.Transport)
 	}
 	if len(st.Devices) == 0 {
 		return
