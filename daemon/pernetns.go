@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -61,7 +60,7 @@ func (d *Daemon) MountPerNetns(dir string) error {
 }
 
 // clearStale detaches a tundevfs mount at dir that a dead daemon left
-// (its FUSE connection answers ENOTCONN), so that a restarted daemon can
+// (its FUSE connection fails with deadConnection), so that a restarted daemon can
 // mount the shared directory at its fixed path again. A live mount of
 // another daemon is left alone and refused.
 func clearStale(dir string) error {
@@ -73,7 +72,7 @@ func clearStale(dir string) error {
 	if err == nil {
 		return fmt.Errorf("mount %s: another tundevfs daemon serves a mount there", dir)
 	}
-	if !errors.Is(err, unix.ENOTCONN) {
+	if !deadConnection(err) {
 		return fmt.Errorf("mount %s: %w", dir, err)
 	}
 	if err := unix.Unmount(dir, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW); err != nil {

@@ -288,13 +288,24 @@ func dropStateDir(socket string, fd int) {
 }
 
 // staleMount reports whether dir is a tundevfs mount whose FUSE
-// connection is gone (its daemon died): stat answers ENOTCONN.
+// connection is gone (its daemon died): stat fails with deadConnection.
 func staleMount(dir string) bool {
 	if !fs.IsTundevfsMount(dir) {
 		return false
 	}
 	var st unix.Stat_t
-	return errors.Is(unix.Stat(dir, &st), unix.ENOTCONN)
+	return deadConnection(unix.Stat(dir, &st))
+}
+
+// deadConnection says whether err is what a request to a FUSE mount whose
+// server is gone fails with: ENOTCONN once the connection is down, and
+// ECONNABORTED for a request that was waiting when it went down. A
+// daemon killed while its mount used io_uring leaves such a window: the
+// kernel releases the connection only when the ring's teardown (a
+// workqueue, after the process is gone) lets go of /dev/fuse, and a stat
+// made meanwhile waits and then fails with ECONNABORTED.
+func deadConnection(err error) bool {
+	return errors.Is(err, unix.ENOTCONN) || errors.Is(err, unix.ECONNABORTED)
 }
 
 // detachStale detaches every stale tundevfs mount stacked at dir.

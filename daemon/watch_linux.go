@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -103,7 +102,7 @@ func (d *Daemon) jexecDirOf(j *jails.Jail) string {
 func resolveMountPoint(dir string) (string, error) {
 	real, err := filepath.EvalSymlinks(dir)
 	if err != nil {
-		if errors.Is(err, unix.ENOTCONN) {
+		if deadConnection(err) {
 			return "", fmt.Errorf("mount %s: %w (a tundevfs mount whose daemon died: tundevfs umount %s)", dir, err, dir)
 		}
 		return "", fmt.Errorf("mount %s: %w", dir, err)
