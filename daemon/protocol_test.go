@@ -16,9 +16,9 @@ import (
 	"strings"
 	"testing"
 	"time"
-	"unicode"
 
 	"github.com/tundevfs/tundevfs/driver"
+	"github.com/tundevfs/tundevfs/internal/testenv"
 	"github.com/tundevfs/tundevfs/jails"
 )
 
@@ -176,7 +176,7 @@ func TestErrorCodeTable(t *testing.T) {
 	for _, pkg := range []struct{ dir, prefix string }{
 		{".", ""}, {"../jails", "jails."}, {"../driver", "driver."}, {"../clonehandler", "clonehandler."}, {"../ioctls", "ioctls."},
 	} {
-		for _, name := range exportedSentinels(t, pkg.dir) {
+		for _, name := range testenv.Sentinels(t, pkg.dir) {
 			if pkg.prefix == "" && clientOnly[name] {
 				if rows[name] {
 					t.Errorf("%s is the client's own and has a code", name)
@@ -358,40 +358,6 @@ func TestCallContext(t *testing.T) {
 	case <-time.After(time.Minute):
 		t.Fatal("CallContext hangs after its cancellation")
 	}
-}
-
-// exportedSentinels lists the exported ErrX variables of the non-test Go
-// files of the package in dir.
-func exportedSentinels(t *testing.T, dir string) []string {
-	t.Helper()
-	files, err := filepath.Glob(filepath.Join(dir, "*.go"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, name := range files {
-		if strings.HasSuffix(name, "_test.go") {
-			continue
-		}
-		f, err := parser.ParseFile(token.NewFileSet(), name, nil, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, decl := range f.Decls {
-			g, ok := decl.(*ast.GenDecl)
-			if !ok || g.Tok != token.VAR {
-				continue
-			}
-			for _, spec := range g.Specs {
-				for _, n := range spec.(*ast.ValueSpec).Names {
-					if len(n.Name) > 3 && strings.HasPrefix(n.Name, "Err") && unicode.IsUpper(rune(n.Name[3])) {
-						out = append(out, n.Name)
-					}
-				}
-			}
-		}
-	}
-	return out
 }
 
 // tableRows lists the sentinels named in the rows of the composite

@@ -6,50 +6,12 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
-	"path/filepath"
-	"sort"
-	"strings"
 	"testing"
-	"unicode"
 
 	"golang.org/x/sys/unix"
-)
 
-// sentinels lists the exported ErrX variables declared in the non-test
-// Go files of the package in dir.
-func sentinels(t *testing.T, dir string) []string {
-	t.Helper()
-	files, err := filepath.Glob(filepath.Join(dir, "*.go"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, name := range files {
-		if strings.HasSuffix(name, "_test.go") {
-			continue
-		}
-		f, err := parser.ParseFile(token.NewFileSet(), name, nil, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, decl := range f.Decls {
-			g, ok := decl.(*ast.GenDecl)
-			if !ok || g.Tok != token.VAR {
-				continue
-			}
-			for _, spec := range g.Specs {
-				for _, n := range spec.(*ast.ValueSpec).Names {
-					// ErrX, not Errnos.
-					if len(n.Name) > 3 && strings.HasPrefix(n.Name, "Err") && unicode.IsUpper(rune(n.Name[3])) {
-						out = append(out, n.Name)
-					}
-				}
-			}
-		}
-	}
-	sort.Strings(out)
-	return out
-}
+	"github.com/tundevfs/tundevfs/internal/testenv"
+)
 
 // tableNames lists the sentinels the composite literal assigned to the
 // variable table in file names, as "Name" or "pkg.Name".
@@ -94,7 +56,7 @@ func tableNames(t *testing.T, file, table string) map[string]bool {
 func TestErrnoTable(t *testing.T) {
 	rows := tableNames(t, "errors.go", "Errnos")
 	for _, pkg := range []struct{ dir, prefix string }{{".", ""}, {"../jails", "jails."}, {"../ioctls", "ioctls."}} {
-		for _, name := range sentinels(t, pkg.dir) {
+		for _, name := range testenv.Sentinels(t, pkg.dir) {
 			if !rows[pkg.prefix+name] {
 				t.Errorf("%s%s has no row in driver.Errnos: give it a deliberate errno", pkg.prefix, name)
 			}
