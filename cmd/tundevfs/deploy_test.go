@@ -97,18 +97,7 @@ func TestDaemonNotifiesSystemd(t *testing.T) {
 	sock := filepath.Join(dir, "tundevfs.sock")
 	cmd := ns.Command(bin, "--socket", sock, "daemon")
 	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+notifyPath)
-	var log strings.Builder
-	cmd.Stdout, cmd.Stderr = &log, &log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited, waitErr := waitCmd(cmd)
-	t.Cleanup(func() {
-		killCmd(t, cmd, exited)
-		if t.Failed() {
-			t.Logf("daemon log:\n%s", log.String())
-		}
-	})
+	exited, waitErr := startLogged(t, cmd, "daemon")
 
 	recv := func(want string) {
 		t.Helper()
@@ -171,18 +160,7 @@ func TestK8sDevicePluginCommand(t *testing.T) {
 	t.Cleanup(srv.Stop)
 
 	cmd := exec.Command(d.Bin, "--socket", d.Socket, "k8s-device-plugin", "--kubelet-dir", dir, "--devices", "4", "--interval", "100ms")
-	var log strings.Builder
-	cmd.Stdout, cmd.Stderr = &log, &log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited, waitErr := waitCmd(cmd)
-	t.Cleanup(func() {
-		killCmd(t, cmd, exited)
-		if t.Failed() {
-			t.Logf("plugin log:\n%s", log.String())
-		}
-	})
+	exited, waitErr := startLogged(t, cmd, "plugin")
 
 	var r *pluginapi.RegisterRequest
 	select {
@@ -253,6 +231,26 @@ func waitCmd(cmd *exec.Cmd) (exited <-chan struct{}, err *error) {
 	err = new(error)
 	go func() { *err = cmd.Wait(); close(done) }()
 	return done, err
+}
+
+// startLogged starts cmd with its output kept, and at cleanup kills it
+// unless it has exited and logs that output (as what's log) if the test
+// failed.
+func startLogged(t *testing.T, cmd *exec.Cmd, what string) (exited <-chan struct{}, err *error) {
+	t.Helper()
+	var log strings.Builder
+	cmd.Stdout, cmd.Stderr = &log, &log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited, err = waitCmd(cmd)
+	t.Cleanup(func() {
+		killCmd(t, cmd, exited)
+		if t.Failed() {
+			t.Logf("%s log:\n%s", what, log.String())
+		}
+	})
+	return exited, err
 }
 
 // killCmd kills cmd (which the test started) unless it has exited.
