@@ -53,6 +53,7 @@ import (
 	"github.com/tundevfs/tundevfs/clonehandler"
 	"github.com/tundevfs/tundevfs/driver"
 	"github.com/tundevfs/tundevfs/fs"
+	"github.com/tundevfs/tundevfs/holder"
 	"github.com/tundevfs/tundevfs/jails"
 )
 
@@ -79,6 +80,10 @@ type Options struct {
 	// FuseTransport is the FUSE transport of every mount: auto, uring
 	// or dev (fs.Transport); empty takes fs.TransportEnv, else auto.
 	FuseTransport fs.Transport
+	// Holder, if set, is the holder this daemon serves under
+	// (takeover_linux.go): the daemon takes over what the previous
+	// server left and keeps the holder up to date.
+	Holder *holder.Conn
 }
 
 // DefaultIdleGrace is the default Options.IdleGrace.
@@ -98,6 +103,13 @@ type Daemon struct {
 	slots   chan struct{}   // one per connection being served (MaxConns)
 	fast    *fastpathServer // the fast path's sockets (fastpath_linux.go)
 	unregFP func()
+	started time.Time
+	journal *journal    // nil without a holder
+	info    holder.Info // the holder's, if any
+	// restarting is closed once a planned restart has quiesced the
+	// daemon and saved its state: the process must exit now (Restart).
+	restarting  chan struct{}
+	restartOnce sync.Once
 
 	done     chan struct{} // closed when shutdown is complete
 	drained  chan struct{} // closed once shutdown has removed every jail, device and mount
@@ -142,32 +154,66 @@ func New(opts Options) (*Daemon, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start daemon: %w", err)
 	}
+	var prev *serverState
+	var prevFds map[string]*os.File
+	var info holder.Info
+	if opts.Holder != nil {
+		blob, fds, hi, err := opts.Holder.Takeover()
+		if err != nil {
+			host.Close()
+			return nil, fmt.Errorf("start daemon: %w", err)
+		}
+		info, prevFds = hi, fds
+		if blob != nil {
+			if prev, err = decodeState(blob); err != nil {
+				host.Close()
+				return nil, fmt.Errorf("start daemon: %w", err)
+			}
+		}
+	}
+	have := map[string]bool{}
+	for key := range prevFds {
+		have[key] = true
+	}
 	stateFd, err := stateDirFd(opts.Socket)
 	if err != nil {
 		host.Close()
 		return nil, fmt.Errorf("start daemon: %w", err)
 	}
-	ln, unsock, err := listen(opts.Socket)
+	var ln *net.UnixListener
+	var unsock func()
+	if prev != nil {
+		ln, err = takeListener(prevFds)
+		unsock = ownSocket(opts.Socket)
+	} else {
+		ln, unsock, err = listen(opts.Socket)
+	}
 	if err != nil {
 		dropStateDir(opts.Socket, stateFd)
 		host.Close()
 		return nil, err
 	}
 	d := &Daemon{
-		opts:      opts,
-		logger:    opts.Logger,
-		jails:     jails.NewRegistry(host, hostSettings(opts.DeviceLimit)),
-		clones:    &clonehandler.Registry{},
-		ln:        ln,
-		unsock:    unsock,
-		stateFd:   stateFd,
-		slots:     make(chan struct{}, MaxConns),
-		done:      make(chan struct{}),
-		drained:   make(chan struct{}),
-		mounts:    make(map[string]*fs.Mount),
-		internal:  make(map[string]bool),
-		forgotten: make(map[*fs.Mount]chan struct{}),
-		owners:    make(map[watchKey]*os.File),
+		opts:       opts,
+		logger:     opts.Logger,
+		jails:      jails.NewRegistry(host, hostSettings(opts.DeviceLimit)),
+		clones:     &clonehandler.Registry{},
+		ln:         ln,
+		unsock:     unsock,
+		stateFd:    stateFd,
+		slots:      make(chan struct{}, MaxConns),
+		done:       make(chan struct{}),
+		drained:    make(chan struct{}),
+		mounts:     make(map[string]*fs.Mount),
+		internal:   make(map[string]bool),
+		forgotten:  make(map[*fs.Mount]chan struct{}),
+		owners:     make(map[watchKey]*os.File),
+		started:    time.Now(),
+		info:       info,
+		restarting: make(chan struct{}),
+	}
+	if opts.Holder != nil {
+		d.journal = newJournal(opts.Holder, d, have)
 	}
 	d.devices = driver.NewManager(d.jails, opts.Logger)
 	if err := d.devices.Attach(d.jails.Host()); err != nil {
@@ -177,10 +223,15 @@ func New(opts Options) (*Daemon, error) {
 		host.Close()
 		return nil, fmt.Errorf("start daemon: %w", err)
 	}
-	// The socket is ours, so no daemon answers on it: what a previous
-	// one recorded and left is stale.
-	d.cleanStale()
-	d.saveState()
+	if d.journal != nil {
+		d.devices.SetOnChange(d.journal.Changed)
+		d.devices.SetHeldElsewhere()
+	}
+	if prev == nil {
+		// The socket is ours, so no daemon answers on it: what a
+		// previous one recorded and left is stale.
+		d.cleanStale()
+	}
 	d.clones.Add(clonehandler.TunTap{M: d.devices})
 	// After the driver's callback: devices first, so blocked readers
 	// return, then the mounts.
@@ -188,11 +239,21 @@ func New(opts Options) (*Daemon, error) {
 	d.fast = newFastpathServer(d)
 	d.unregFP = d.jails.RegisterRemove(d.fast.removeJail)
 	d.fast.addJail(d.jails.Host(), !d.jails.Host().Settings().NoFastPath)
-	if opts.NetnsDev != "" {
+	if prev != nil {
+		d.restore(prev, prevFds)
+	}
+	d.saveState()
+	if opts.NetnsDev != "" && d.mountAt(opts.NetnsDev) == nil {
 		if err := d.MountPerNetns(opts.NetnsDev); err != nil {
 			d.Close()
 			return nil, fmt.Errorf("start daemon: %w", err)
 		}
+	}
+	if d.journal != nil {
+		d.journal.Changed()
+		d.journal.Sync()
+		go d.journal.run(d.done)
+		go d.restartOnRequest()
 	}
 	return d, nil
 }
@@ -291,6 +352,11 @@ func (d *Daemon) serveConn(c *net.UnixConn) {
 		} else {
 			data, err = d.handle(req, peerPID(c))
 		}
+		if counted && req.Op != OpStatus {
+			// Before the answer: what it made must survive a crash.
+			d.journal.Changed()
+			d.journal.Sync()
+		}
 		if counted {
 			d.mu.Lock()
 			d.active--
@@ -372,6 +438,8 @@ func (d *Daemon) handle(req Request, peer int) (any, error) {
 	case OpShutdown:
 		go d.Close()
 		return nil, nil
+	case OpRestart:
+		return nil, d.Restart()
 	}
 	// ReadRequest refuses what opFields does not list.
 	return nil, fmt.Errorf("%w %q (no handler)", ErrUnknownOp, string(req.Op))
@@ -489,6 +557,7 @@ func (d *Daemon) watchMount(m *fs.Mount, forgotten chan struct{}) {
 	}
 	delete(d.forgotten, m)
 	d.mu.Unlock()
+	d.journal.Changed()
 	if internal {
 		d.removeJexecDir(m.Dir())
 	}
@@ -658,6 +727,10 @@ func (d *Daemon) Status() Status {
 	total, readers := goroutines()
 	st := Status{
 		PID:         os.Getpid(),
+		ServerPID:   os.Getpid(),
+		HolderPID:   d.info.HolderPID,
+		Started:     d.started,
+		Restarts:    d.info.Restarts,
 		Goroutines:  total,
 		FuseReaders: readers,
 		Fds:         countDir("/proc/self/fd"),

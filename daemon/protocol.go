@@ -40,6 +40,7 @@ const (
 	OpJls            Op = "jls"             // Dying
 	OpJailExec       Op = "jail-exec"       // Jail: ExecInfo
 	OpShutdown       Op = "shutdown"        // the daemon shuts down
+	OpRestart        Op = "restart"         // a new server takes over (under a holder)
 )
 
 // Request is one call on the control socket: a JSON object on one line.
@@ -82,8 +83,15 @@ type Response struct {
 // Status is the answer to "status": everything a test or an operator needs
 // to see that nothing leaked.
 type Status struct {
-	PID        int `json:"pid"`
-	Goroutines int `json:"goroutines"`
+	PID int `json:"pid"`
+	// Under a holder (issue 13): the holder's pid, the serving
+	// process's (PID too), when the daemon started (the holder, or the
+	// first server), and how many servers took over since.
+	HolderPID  int       `json:"holder_pid,omitempty"`
+	ServerPID  int       `json:"server_pid"`
+	Started    time.Time `json:"started"`
+	Restarts   int       `json:"restarts"`
+	Goroutines int       `json:"goroutines"`
 	// FuseReaders is the part of Goroutines that is go-fuse's pool of
 	// idle request readers (and its Serve goroutine once that waits for
 	// them).

@@ -102,6 +102,7 @@ var opFields = map[Op]field{
 	OpJls:            fDying,
 	OpJailExec:       fJail,
 	OpShutdown:       0,
+	OpRestart:        0,
 }
 
 // versionHint ends the refusal of what a client of another version may

@@ -43,6 +43,9 @@ var (
 	ErrWouldBlock = errors.New("no packet queued")
 	// ErrInterrupted: a blocked operation was interrupted (EINTR).
 	ErrInterrupted = errors.New("interrupted")
+	// ErrFrozen: packet I/O stopped for a planned restart (freeze.go);
+	// the request is left for the next server, never answered with it.
+	ErrFrozen = errors.New("frozen for a restart")
 	// ErrTooBig: a write larger than the MRU (EIO, tunwrite()).
 	ErrTooBig = errors.New("packet larger than MRU")
 	// ErrNotOpen: the handle is closed (EBADF).
@@ -90,6 +93,7 @@ type ErrnoRow struct {
 var Errnos = []ErrnoRow{
 	{ErrWouldBlock, unix.EAGAIN},
 	{ErrInterrupted, unix.EINTR},
+	{ErrFrozen, unix.EAGAIN}, // never reaches a caller: fs leaves the request unanswered
 	{ErrBusy, unix.EBUSY},
 	{ErrFastPath, unix.EBUSY},    // the file carries no packets while a handed fd does
 	{ErrFastPathOff, unix.EPERM}, // the knob, as the fast-path socket answers it

@@ -166,7 +166,7 @@ func (d *Device) handedOut() bool {
 // hold a duplicate of its fd, so that closing the daemon's fd really
 // removes it. Called by Destroy once nothing is busy.
 func (d *Device) unregisterHanded() {
-	if !d.handedOut() {
+	if !d.handedOut() && !d.m.heldElsewhere.Load() {
 		return
 	}
 	links := d.js.links

@@ -101,6 +101,7 @@ func (h *Handle) Read(cancel <-chan struct{}, buf []byte, nonblock bool) (int, e
 // Callers are inside enter/exit.
 func (h *Handle) wait(cancel <-chan struct{}, nonblock bool, try func() (int, error)) (int, error) {
 	d := h.dev
+	frozen := d.m.freeze.chanOf()
 	for {
 		ready := d.readyChan()
 		n, err := try()
@@ -123,6 +124,8 @@ func (h *Handle) wait(cancel <-chan struct{}, nonblock bool, try func() (int, er
 			return 0, ErrInterrupted
 		case <-h.left:
 			return 0, h.leftErr()
+		case <-frozen:
+			return 0, ErrFrozen
 		}
 	}
 }

@@ -358,6 +358,9 @@ func (d *Device) enterIO(h *Handle) error {
 	if h.state == hFast {
 		return ErrFastPath
 	}
+	if d.m.freeze.frozen() {
+		return ErrFrozen
+	}
 	return d.enterLocked(h)
 }
 

@@ -99,6 +99,9 @@ type Manager struct {
 	logger  *log.Logger
 	stack   Stack
 	debug   atomic.Int32 // TUNSDEBUG level, one for all devices (tundebug)
+	freeze  freezer      // a planned restart's stop of packet I/O (freeze.go)
+	// heldElsewhere: the holder keeps a dup of every TUN fd (freeze.go).
+	heldElsewhere atomic.Bool
 
 	mu        sync.Mutex // guards the fields below
 	units     map[unitKey]*unitSet

@@ -40,6 +40,7 @@ func (mnt *Mount) addHandle(h *driver.Handle) (uint64, bool) {
 	}
 	mnt.nextFh++
 	mnt.handles[mnt.nextFh] = h
+	mnt.changed()
 	return mnt.nextFh, true
 }
 
@@ -121,12 +122,15 @@ func (mnt *Mount) Flush(cancel <-chan struct{}, in *fuse.FlushIn) fuse.Status {
 
 // Release implements fuse.RawFileSystem: the last close.
 func (mnt *Mount) Release(cancel <-chan struct{}, in *fuse.ReleaseIn) {
+	defer mnt.sync()
 	mnt.mu.Lock()
 	h := mnt.handles[in.Fh]
 	delete(mnt.handles, in.Fh)
+	delete(mnt.khs, in.Fh)
 	mnt.mu.Unlock()
 	if h != nil {
 		h.Close()
+		mnt.changed()
 	}
 }
 
@@ -145,6 +149,13 @@ func (mnt *Mount) noHandle() fuse.Status {
 // fileErr is errno for requests on an open file: a handle that Unmount
 // closed under a blocked request answers ENXIO, as a destroyed device does.
 func (mnt *Mount) fileErr(err error) fuse.Status {
+	if errors.Is(err, driver.ErrFrozen) {
+		// A planned restart (driver.Freeze): this process exits soon,
+		// and the kernel resends the request, unanswered, to the next
+		// server. Any answer now would be wrong (EAGAIN to a blocking
+		// read).
+		select {}
+	}
 	if errors.Is(err, driver.ErrNotOpen) {
 		mnt.mu.Lock()
 		revoked := mnt.revoked

@@ -111,8 +111,11 @@ type Options struct {
 	// Transport: auto, uring or dev (transport.go); empty takes
 	// TransportEnv, else auto.
 	Transport Transport
-	Debug     bool
-	Logger    *log.Logger
+	// Journal, if set, is told about every change of what Export
+	// returns (state.go).
+	Journal Journal
+	Debug   bool
+	Logger  *log.Logger
 }
 
 // Mount is one mounted device directory. It implements
@@ -140,9 +143,12 @@ type Mount struct {
 	// lookups of each not yet forgotten (node.go).
 	nodes   map[uint64]*entry
 	handles map[uint64]*driver.Handle
-	dirs    map[uint64][]fuse.DirEntry
-	nextFh  uint64
-	closed  bool
+	// khs are the kernel's poll handles of the open files polled so
+	// far, by file handle, for a server that takes over (state.go).
+	khs    map[uint64]uint64
+	dirs   map[uint64][]fuse.DirEntry
+	nextFh uint64
+	closed bool
 	// revoked: Unmount has closed the open files (every handle is gone
 	// from handles); requests on them answer ENXIO.
 	revoked bool
@@ -177,6 +183,7 @@ func MountDir(m *driver.Manager, clones *clonehandler.Registry, j *jails.Jail, d
 		done:    make(chan struct{}),
 		nodes:   make(map[uint64]*entry),
 		handles: make(map[uint64]*driver.Handle),
+		khs:     make(map[uint64]uint64),
 		dirs:    make(map[uint64][]fuse.DirEntry),
 	}
 	// The directory belongs to the mount's owner: go-fuse's direct mount
@@ -185,26 +192,7 @@ func MountDir(m *driver.Manager, clones *clonehandler.Registry, j *jails.Jail, d
 	// only that user and group use a mount without allow_other.
 	owner := fuse.Owner{Uid: uint32(os.Geteuid()), Gid: uint32(os.Getegid())}
 	mnt.fixed = fixedNodes(mnt.start, owner, opts.StdDevices)
-	mo := &fuse.MountOptions{
-		AllowOther:         opts.AllowOther,
-		Options:            []string{"default_permissions"},
-		FsName:             "tundevfs",
-		Name:               "tundevfs",
-		DirectMount:        true,
-		DisableXAttrs:      true,
-		DisableReadDirPlus: true,
-		DisableSplice:      true,
-		MaxWrite:           maxRequest,
-		DirectMountFlags:   mountFlags(opts),
-		// POLL goes to Mount.Poll; without it go-fuse's poll hack
-		// switches poll off for the mount and every file looks
-		// readable. The daemon must therefore never open a file on its
-		// own mount (golang/go#21014): the Go runtime would register it
-		// with epoll, and that POLL request waits for this very server.
-		EnablePoll: true,
-		Debug:      opts.Debug,
-		Logger:     opts.Logger,
-	}
+	mo := mnt.mountOptions()
 	transport, err := opts.transport()
 	if err != nil {
 		j.Release()
@@ -233,6 +221,31 @@ func MountDir(m *driver.Manager, clones *clonehandler.Registry, j *jails.Jail, d
 	}
 	mnt.connID = mountConnID(dir)
 	return mnt, nil
+}
+
+// mountOptions are the go-fuse options of every mount, also of one a new
+// server takes over (RestoreMount).
+func (mnt *Mount) mountOptions() *fuse.MountOptions {
+	return &fuse.MountOptions{
+		AllowOther:         mnt.opts.AllowOther,
+		Options:            []string{"default_permissions"},
+		FsName:             "tundevfs",
+		Name:               "tundevfs",
+		DirectMount:        true,
+		DisableXAttrs:      true,
+		DisableReadDirPlus: true,
+		DisableSplice:      true,
+		MaxWrite:           maxRequest,
+		DirectMountFlags:   mountFlags(mnt.opts),
+		// POLL goes to Mount.Poll; without it go-fuse's poll hack
+		// switches poll off for the mount and every file looks
+		// readable. The daemon must therefore never open a file on its
+		// own mount (golang/go#21014): the Go runtime would register it
+		// with epoll, and that POLL request waits for this very server.
+		EnablePoll: true,
+		Debug:      mnt.opts.Debug,
+		Logger:     mnt.opts.Logger,
+	}
 }
 
 // mountFlags: nosuid always; nodev unless the mount shows real devices.

@@ -30,6 +30,7 @@ import (
 //   - What goes back is zeroed first, as FreeBSD's ioctl() zeroes an
 //     IOC_OUT buffer, so no stale daemon memory reaches the caller.
 func (mnt *Mount) Ioctl(cancel <-chan struct{}, in *fuse.IoctlIn, inbuf []byte, out *fuse.IoctlOut, outbuf []byte) fuse.Status {
+	defer mnt.sync()
 	h := mnt.handle(in.Fh)
 	if h == nil {
 		if n := mnt.node(in.NodeId); n != nil {

@@ -116,6 +116,7 @@ func (mnt *Mount) replyCounted(n counted, out *fuse.EntryOut) fuse.Status {
 	e.lookups++
 	e.lookedUpLocked()
 	mnt.entryLocked(e.counted, out)
+	mnt.changed()
 	return fuse.OK
 }
 
@@ -145,6 +146,9 @@ func (mnt *Mount) Forget(id, nlookup uint64) {
 	}
 	mnt.mu.Unlock()
 	e.forgotten(nlookup)
+	// No Sync: FORGET has no reply. Lost by a crash, it leaves the node
+	// known a while longer (the kernel never sends it again).
+	mnt.changed()
 }
 
 // forgetAll gives back every lookup the kernel still has of the nodes of
@@ -173,6 +177,7 @@ func (mnt *Mount) getattr(n node, out *fuse.AttrOut) {
 
 // SetAttr implements fuse.RawFileSystem.
 func (mnt *Mount) SetAttr(cancel <-chan struct{}, in *fuse.SetAttrIn, out *fuse.AttrOut) fuse.Status {
+	defer mnt.sync()
 	n := mnt.node(in.NodeId)
 	if n == nil {
 		return fuse.ENOENT
@@ -193,6 +198,7 @@ func (mnt *Mount) refuseOwnerChange(n node, in *fuse.SetAttrIn, out *fuse.AttrOu
 
 // Readlink implements fuse.RawFileSystem.
 func (mnt *Mount) Readlink(cancel <-chan struct{}, h *fuse.InHeader) ([]byte, fuse.Status) {
+	defer mnt.sync() // a cloning link's READLINK makes a device
 	n := mnt.node(h.NodeId)
 	if n == nil {
 		return nil, fuse.EINVAL
@@ -202,6 +208,7 @@ func (mnt *Mount) Readlink(cancel <-chan struct{}, h *fuse.InHeader) ([]byte, fu
 
 // Open implements fuse.RawFileSystem.
 func (mnt *Mount) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
+	defer mnt.sync()
 	n := mnt.node(in.NodeId)
 	if n == nil {
 		return fuse.ENOENT

@@ -48,6 +48,10 @@ func (mnt *Mount) Poll(cancel <-chan struct{}, in *fuse.PollIn, out *fuse.PollOu
 	if in.Flags&fuse.FUSE_POLL_SCHEDULE_NOTIFY != 0 {
 		kh := in.Kh
 		notify = func() { mnt.server.PollNotify(kh) }
+		if mnt.rememberKh(in.Fh, kh) {
+			// A new server must know whom to wake (state.go).
+			defer mnt.sync()
+		}
 	}
 	readable, err := h.Poll(notify)
 	if errors.Is(err, driver.ErrGone) {
@@ -62,4 +66,17 @@ func (mnt *Mount) Poll(cancel <-chan struct{}, in *fuse.PollIn, out *fuse.PollOu
 	}
 	out.Revents |= events & (unix.POLLOUT | pollWrNorm)
 	return fuse.OK
+}
+
+// rememberKh records the kernel's poll handle of file handle fh; it says
+// whether it is new.
+func (mnt *Mount) rememberKh(fh, kh uint64) bool {
+	mnt.mu.Lock()
+	defer mnt.mu.Unlock()
+	if _, open := mnt.handles[fh]; !open || mnt.khs[fh] == kh {
+		return false
+	}
+	mnt.khs[fh] = kh
+	mnt.changed()
+	return true
 }

@@ -53,6 +53,7 @@ func setTimes(a *fuse.Attr, t time.Time) {
 // Lookup implements fuse.RawFileSystem: a device resolves, a bare driver
 // name resolves to its cloning link, another driver name clones.
 func (mnt *Mount) Lookup(cancel <-chan struct{}, h *fuse.InHeader, name string, out *fuse.EntryOut) fuse.Status {
+	defer mnt.sync()
 	if h.NodeId != fuse.FUSE_ROOT_ID {
 		return fuse.ENOTDIR
 	}

@@ -230,3 +230,20 @@ func (ns *Netns) Dup(label string) (*Netns, error) {
 	}
 	return &Netns{fd: fd, path: label, ino: ns.ino}, nil
 }
+
+// AdoptNetns makes a handle of f, a namespace fd another process kept
+// (a server taking over, issue 13); label says where it came from. The
+// handle owns f's fd; on error f is closed.
+func AdoptNetns(f *os.File, label string) (*Netns, error) {
+	fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("adopt netns %s: %w", label, err)
+	}
+	ns, err := newNetns(fd, label)
+	if err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	return ns, nil
+}

@@ -20,15 +20,40 @@ import (
 
 func newDaemonCmd(g *globals) *cobra.Command {
 	var opts daemon.Options
+	var useHolder, serve, restart bool
 	cmd := &cobra.Command{
 		Use:   "daemon",
 		Short: "run the daemon in the foreground",
-		Args:  cobra.NoArgs,
+		Long: `Run the daemon in the foreground.
+
+By default the daemon is two processes: a small holder, which keeps every
+/dev/fuse, TUN, namespace and pidfd file descriptor and the daemon's state,
+and the server it starts, which serves. When the server dies (a crash, kill
+-9) the holder starts a new one, which takes everything over: mounts,
+devices, open files and blocked readers carry on. If the server dies 5 times
+in 30 seconds the holder gives up and shuts down cleanly. SIGHUP to the
+holder, or "tundevfs daemon --restart", replaces the server with the binary
+now on disk (an upgrade) without losing a packet. Killing the holder ends
+everything, as killing a daemon without a holder does.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Socket = g.socket
+			switch {
+			case restart:
+				_, err := daemon.Call(g.socket, daemon.Request{Op: daemon.OpRestart})
+				return err
+			case serve:
+				return runServer(opts)
+			case useHolder:
+				return runHolder(g.socket)
+			}
 			return runDaemon(opts, nil)
 		},
 	}
+	cmd.Flags().BoolVar(&useHolder, "holder", true, "run under a holder process that survives a crash of the server (false: one process, as before)")
+	cmd.Flags().BoolVar(&restart, "restart", false, "ask the running daemon to replace its server process (planned restart, upgrade) and exit")
+	cmd.Flags().BoolVar(&serve, "serve", false, "internal: the server process a holder starts")
+	cmd.Flags().MarkHidden("serve")
 	cmd.Flags().BoolVar(&opts.ExitWhenIdle, "exit-when-idle", false, "shut down when the last mount is gone")
 	cmd.Flags().BoolVar(&opts.Debug, "debug", false, "log every FUSE request")
 	cmd.Flags().IntVar(&opts.DeviceLimit, "device-limit", 0, "devices per jail (default 256)")

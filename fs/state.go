@@ -1,0 +1,220 @@
+package fs
+
+import (
+	"fmt"
+	"log"
+	"os"
+	"sort"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/tundevfs/tundevfs/clonehandler"
+	"github.com/tundevfs/tundevfs/driver"
+	"github.com/tundevfs/tundevfs/jails"
+)
+
+// Taking a mount over (issue 13). A server process that dies leaves its
+// FUSE connections alive while the holder keeps a /dev/fuse fd of each;
+// the next server rebuilds each Mount from what Export said and serves the
+// same connection: the same node IDs with the same lookup counts, the
+// same file handles on the same devices, and the poll handles it must
+// wake. Requests the dead server had read are resent by the kernel
+// (RestoreMount asks for that), so a blocked read simply blocks again in
+// the new server.
+
+// Journal is told about the changes of what Export returns. Changed is
+// called after a change; Sync returns once a snapshot taken after every
+// change so far is safe (with the holder), and is called before the reply
+// that makes a change visible to the kernel. A nil Journal does nothing.
+type Journal interface {
+	Changed()
+	Sync()
+}
+
+func (mnt *Mount) changed() {
+	if mnt.opts.Journal != nil {
+		mnt.opts.Journal.Changed()
+	}
+}
+
+func (mnt *Mount) sync() {
+	if mnt.opts.Journal != nil {
+		mnt.opts.Journal.Sync()
+	}
+}
+
+// MountState is a mount as Export saw it. Plain data, JSON-encodable.
+type MountState struct {
+	Dir          string         `json:"dir"`
+	Jail         int            `json:"jail"`
+	AllowOther   bool           `json:"allow_other,omitempty"`
+	EntryTimeout time.Duration  `json:"entry_timeout"`
+	StdDevices   bool           `json:"std_devices,omitempty"`
+	PerNetns     bool           `json:"per_netns,omitempty"`
+	Transport    Transport      `json:"transport"`
+	Start        time.Time      `json:"start"`
+	Init         fuse.InitState `json:"init"`
+	Nodes        []NodeState    `json:"nodes,omitempty"`
+	Files        []FileState    `json:"files,omitempty"`
+	NextFh       uint64         `json:"next_fh"`
+}
+
+// NodeState is a node the kernel knows (a device node or an alias) and
+// the lookups of it not yet forgotten.
+type NodeState struct {
+	ID      uint64 `json:"id"`
+	Lookups uint64 `json:"lookups"`
+}
+
+// FileState is an open device file: its file handle, the device's inode,
+// and the kernel's poll handle once the file was polled (0 before).
+type FileState struct {
+	Fh  uint64 `json:"fh"`
+	Ino uint64 `json:"ino"`
+	Kh  uint64 `json:"kh,omitempty"`
+}
+
+// Export returns the mount's state. It is consistent in itself (taken
+// under Mount.mu); what it says of devices is the driver's to export.
+func (mnt *Mount) Export() MountState {
+	st := MountState{
+		Dir:          mnt.dir,
+		Jail:         mnt.jail.ID(),
+		AllowOther:   mnt.opts.AllowOther,
+		EntryTimeout: mnt.opts.EntryTimeout,
+		StdDevices:   mnt.opts.StdDevices,
+		PerNetns:     mnt.opts.PerNetns,
+		Transport:    Transport(mnt.server.Transport()),
+		Start:        mnt.start,
+		Init:         mnt.server.InitState(),
+	}
+	mnt.mu.Lock()
+	for id, e := range mnt.nodes {
+		st.Nodes = append(st.Nodes, NodeState{ID: id, Lookups: e.lookups})
+	}
+	for fh, h := range mnt.handles {
+		st.Files = append(st.Files, FileState{Fh: fh, Ino: h.Device().Ino(), Kh: mnt.khs[fh]})
+	}
+	st.NextFh = mnt.nextFh
+	mnt.mu.Unlock()
+	sort.Slice(st.Nodes, func(a, b int) bool { return st.Nodes[a].ID < st.Nodes[b].ID })
+	sort.Slice(st.Files, func(a, b int) bool { return st.Files[a].Fh < st.Files[b].Fh })
+	return st
+}
+
+// DevFD is the mount's /dev/fuse fd, for the holder to keep a dup of. The
+// caller must not close it.
+func (mnt *Mount) DevFD() int { return mnt.server.DevFD() }
+
+// Options returns the options a restored mount takes from st; the caller
+// adds what is not data (JailOf, Logger, Journal, Debug).
+func (st MountState) Options() Options {
+	return Options{
+		AllowOther:   st.AllowOther,
+		EntryTimeout: st.EntryTimeout,
+		StdDevices:   st.StdDevices,
+		PerNetns:     st.PerNetns,
+		Transport:    st.Transport,
+	}
+}
+
+// RestoreMount serves the mounted connection of fd (RestoreMount owns it)
+// as the mount st describes, for jail j: nodes come back with their
+// lookups (and the device references they hold), open files with the
+// driver handles that handleOf finds by device inode. A node or file
+// whose device is no longer there is dropped: the kernel's next request
+// on it gets ENOENT or EBADF. It then asks the kernel to resend what the
+// dead server had read and wakes every poller, which polls again.
+func RestoreMount(m *driver.Manager, clones *clonehandler.Registry, j *jails.Jail, st MountState, fd int, handleOf func(ino uint64) *driver.Handle, opts Options) (*Mount, error) {
+	if opts.Logger == nil {
+		opts.Logger = log.Default()
+	}
+	opts = normalizePerNetns(opts)
+	if err := j.Hold(); err != nil {
+		return nil, fmt.Errorf("restore mount %s: %w", st.Dir, err)
+	}
+	mnt := &Mount{
+		devices: m,
+		clones:  clones,
+		jail:    j,
+		dir:     st.Dir,
+		opts:    opts,
+		logger:  opts.Logger,
+		start:   st.Start,
+		done:    make(chan struct{}),
+		nodes:   make(map[uint64]*entry),
+		handles: make(map[uint64]*driver.Handle),
+		khs:     make(map[uint64]uint64),
+		dirs:    make(map[uint64][]fuse.DirEntry),
+		nextFh:  st.NextFh,
+	}
+	owner := fuse.Owner{Uid: uint32(os.Geteuid()), Gid: uint32(os.Getegid())}
+	mnt.fixed = fixedNodes(mnt.start, owner, opts.StdDevices)
+	for _, ns := range st.Nodes {
+		d := m.ByIno(ns.ID &^ aliasBit)
+		if d == nil || ns.Lookups == 0 {
+			continue
+		}
+		var n counted = devNode{d}
+		if ns.ID&aliasBit != 0 {
+			n = aliasNode{d}
+		}
+		e := &entry{counted: n, lookups: ns.Lookups}
+		for range ns.Lookups {
+			n.lookedUpLocked()
+		}
+		mnt.nodes[ns.ID] = e
+	}
+	var khs []uint64
+	for _, fs := range st.Files {
+		mnt.nextFh = max(mnt.nextFh, fs.Fh)
+		h := handleOf(fs.Ino)
+		if h == nil {
+			continue
+		}
+		mnt.handles[fs.Fh] = h
+		if fs.Kh != 0 {
+			mnt.khs[fs.Fh] = fs.Kh
+			khs = append(khs, fs.Kh)
+		}
+	}
+	mo := mnt.mountOptions()
+	mo.IOUringInline = inlineOps
+	mo.EnableIOUring = st.Transport == TransportURing
+	server, err := fuse.NewServerFromFD(mnt, fd, st.Dir, mo, st.Init)
+	if err != nil {
+		mnt.dropRestored()
+		j.Release()
+		return nil, fmt.Errorf("restore mount %s: %w", st.Dir, err)
+	}
+	mnt.server = server
+	if opts.PerNetns {
+		mnt.unsub = m.Subscribe(nil, mnt.onEvent)
+	} else {
+		mnt.unsub = m.Subscribe(j, mnt.onEvent)
+	}
+	go func() {
+		server.Serve()
+		mnt.teardown()
+	}()
+	if err := server.WaitMount(); err != nil {
+		server.Unmount()
+		<-mnt.done
+		return nil, fmt.Errorf("restore mount %s: %w", st.Dir, err)
+	}
+	mnt.connID = mountConnID(st.Dir)
+	if code := server.NotifyResend(); !code.Ok() {
+		mnt.logger.Printf("restore mount %s: resend: %v", st.Dir, code)
+	}
+	for _, kh := range khs {
+		server.PollNotify(kh)
+	}
+	return mnt, nil
+}
+
+// dropRestored gives back what RestoreMount took before its server failed.
+func (mnt *Mount) dropRestored() {
+	forgetAll(mnt.nodes)
+	mnt.nodes = nil
+}
