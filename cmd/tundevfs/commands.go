@@ -21,6 +21,7 @@ import (
 func newDaemonCmd(g *globals) *cobra.Command {
 	var opts daemon.Options
 	var useHolder, serve, restart bool
+	var guard crashGuard
 	cmd := &cobra.Command{
 		Use:   "daemon",
 		Short: "run the daemon in the foreground",
@@ -45,7 +46,7 @@ everything, as killing a daemon without a holder does.`,
 			case serve:
 				return runServer(opts)
 			case useHolder:
-				return runHolder(g.socket)
+				return runHolder(g.socket, guard)
 			}
 			return runDaemon(opts, nil)
 		},
@@ -54,6 +55,8 @@ everything, as killing a daemon without a holder does.`,
 	cmd.Flags().BoolVar(&restart, "restart", false, "ask the running daemon to replace its server process (planned restart, upgrade) and exit")
 	cmd.Flags().BoolVar(&serve, "serve", false, "internal: the server process a holder starts")
 	cmd.Flags().MarkHidden("serve")
+	cmd.Flags().IntVar(&guard.limit, "crash-limit", 5, "give up after the server died this many times within --crash-window")
+	cmd.Flags().DurationVar(&guard.window, "crash-window", 30*time.Second, "see --crash-limit")
 	cmd.Flags().BoolVar(&opts.ExitWhenIdle, "exit-when-idle", false, "shut down when the last mount is gone")
 	cmd.Flags().BoolVar(&opts.Debug, "debug", false, "log every FUSE request")
 	cmd.Flags().IntVar(&opts.DeviceLimit, "device-limit", 0, "devices per jail (default 256)")

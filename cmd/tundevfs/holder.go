@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+	"time"
 
 	sdnotify "github.com/coreos/go-systemd/v22/daemon"
 
@@ -16,9 +17,16 @@ import (
 	"github.com/tundevfs/tundevfs/holder"
 )
 
+// crashGuard is the holder's crash-loop guard: limit deaths of the
+// server within window.
+type crashGuard struct {
+	limit  int
+	window time.Duration
+}
+
 // runHolder is `tundevfs daemon`: the holder process (package holder). It
 // starts this same command with --serve as its server, and restarts it.
-func runHolder(socket string) error {
+func runHolder(socket string, guard crashGuard) error {
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("daemon: find own binary: %w", err)
@@ -31,9 +39,11 @@ func runHolder(socket string) error {
 		return strings.HasPrefix(kv, "NOTIFY_SOCKET=")
 	})
 	h := holder.New(holder.Config{
-		Argv:   argv,
-		Env:    env,
-		Logger: logger,
+		Argv:        argv,
+		Env:         env,
+		Logger:      logger,
+		CrashLimit:  guard.limit,
+		CrashWindow: guard.window,
 		GiveUp: func(state []byte, fds map[string]*os.File) {
 			daemon.GiveUp(socket, state, fds, logger.Printf)
 		},

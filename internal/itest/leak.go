@@ -47,14 +47,26 @@ func (d *Daemon) Probe() testenv.Probe {
 		if d.Cmd.Process == nil {
 			return nil, fmt.Errorf("daemon probe: daemon not started")
 		}
-		// nsenter execs the daemon: same pid.
-		s, err := testenv.Process(d.Cmd.Process.Pid)()
-		if err != nil {
-			return nil, fmt.Errorf("daemon probe: %w", err)
-		}
 		var st daemon.Status
 		if err := daemon.CallInto(d.Socket, daemon.Request{Op: "status"}, &st); err != nil {
 			return nil, fmt.Errorf("daemon probe: status: %w", err)
+		}
+		// The serving process (under a holder, not the one the test
+		// started: nsenter execs the holder).
+		s, err := testenv.Process(st.PID)()
+		if err != nil {
+			return nil, fmt.Errorf("daemon probe: %w", err)
+		}
+		if st.HolderPID != 0 {
+			// The holder keeps a dup of every fd that holds state: one
+			// it does not give back is a leak too.
+			hs, err := testenv.Process(st.HolderPID)()
+			if err != nil {
+				return nil, fmt.Errorf("daemon probe: holder: %w", err)
+			}
+			for k, v := range hs {
+				s["holder "+k] = v
+			}
 		}
 		var stacks string
 		if err := daemon.CallInto(d.Socket, daemon.Request{Op: "stacks"}, &stacks); err != nil {

@@ -1,0 +1,538 @@
+package daemon_test
+
+// Issue 13: the serving process dies (kill -9) or is replaced (planned
+// restart) under clients, and they carry on with the same open files.
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tundevfs/tundevfs/daemon"
+	"github.com/tundevfs/tundevfs/driver"
+	"github.com/tundevfs/tundevfs/internal/itest"
+	"github.com/tundevfs/tundevfs/internal/testenv"
+)
+
+// hang bounds every wait for something that must happen: far above any
+// restart, so only a hang fails it.
+const hang = 15 * time.Second
+
+// crashDev is an open device of the test, configured point-to-point.
+type crashDev struct {
+	fd            int
+	name          string
+	local, remote string
+}
+
+func openCrashDev(t *testing.T, ns *itest.Netns, dir string, i int) *crashDev {
+	t.Helper()
+	fd, err := unix.Open(filepath.Join(dir, "tun"), unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatalf("open %s/tun: %v", dir, err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	target, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &crashDev{fd: fd, name: filepath.Base(target), local: fmt.Sprintf("10.13.%d.1", i), remote: fmt.Sprintf("10.13.%d.2", i)}
+	ns.Run(t, "ip", "addr", "add", d.local, "peer", d.remote, "dev", d.name)
+	ns.Run(t, "ip", "link", "set", d.name, "up")
+	return d
+}
+
+// udpSocket is a UDP socket in ns bound to addr:port (port 0: any).
+func udpSocket(t *testing.T, ns *itest.Netns, addr string, port int) int {
+	t.Helper()
+	var s int
+	ns.Do(t, func() error {
+		var err error
+		if s, err = unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0); err != nil {
+			return err
+		}
+		return unix.Bind(s, &unix.SockaddrInet4{Port: port, Addr: netip.MustParseAddr(addr).As4()})
+	})
+	t.Cleanup(func() { unix.Close(s) })
+	tv := unix.NsecToTimeval(int64(hang))
+	unix.SetsockoptTimeval(s, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	return s
+}
+
+func udpSend(t *testing.T, s int, addr string, port int, payload []byte) {
+	t.Helper()
+	sa := &unix.SockaddrInet4{Port: port, Addr: netip.MustParseAddr(addr).As4()}
+	if err := unix.Sendto(s, payload, 0, sa); err != nil {
+		t.Fatalf("send to %s:%d: %v", addr, port, err)
+	}
+}
+
+// blockedIn reports whether thread tid sleeps in one of the system calls
+// nrs (/proc/self/task/TID/syscall starts with the number).
+func blockedIn(tid int, nrs ...int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/self/task/%d/syscall", tid))
+	if err != nil {
+		return false
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return false
+	}
+	n, err := strconv.Atoi(f[0])
+	if err != nil {
+		return false
+	}
+	for _, nr := range nrs {
+		if n == nr {
+			return true
+		}
+	}
+	return false
+}
+
+// blockingCall runs fn on a thread of its own and reports its thread id
+// and, later, its result.
+type blockingCall struct {
+	tid  chan int
+	done chan error
+	n    int
+}
+
+func startBlocking(fn func() (int, error)) *blockingCall {
+	c := &blockingCall{tid: make(chan int, 1), done: make(chan error, 1)}
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		c.tid <- unix.Gettid()
+		for {
+			n, err := fn()
+			if errors.Is(err, unix.EINTR) {
+				continue // a Go runtime signal, not the daemon
+			}
+			c.n = n
+			c.done <- err
+			return
+		}
+	}()
+	return c
+}
+
+func (c *blockingCall) waitBlocked(t *testing.T, nrs ...int) {
+	t.Helper()
+	tid := <-c.tid
+	if !itest.WaitFor(func() bool { return blockedIn(tid, nrs...) }) {
+		t.Fatalf("thread %d never blocked in %v", tid, nrs)
+	}
+}
+
+func (c *blockingCall) result(t *testing.T) (int, error) {
+	t.Helper()
+	select {
+	case err := <-c.done:
+		return c.n, err
+	case <-time.After(hang):
+		t.Fatalf("blocked call did not return in %v", hang)
+		return 0, nil
+	}
+}
+
+// stateOf is what must be the same before and after a restart: jails,
+// mounts, and every device with its unit, refs, openness, open pid, owner
+// and modes; and the units in use.
+func stateOf(st daemon.Status) string {
+	var lines []string
+	for _, j := range st.Jails {
+		lines = append(lines, fmt.Sprintf("jail %d %s %s %s persist=%v holds=%d devices=%d", j.JID, j.Name, j.State, j.Netns, j.Persist, j.Holds, j.Devices))
+	}
+	for _, m := range st.Mounts {
+		lines = append(lines, fmt.Sprintf("mount %s %s %s %s", m.Dir, m.Jail, m.Mode, m.Transport))
+	}
+	for _, d := range st.Devices {
+		lines = append(lines, fmt.Sprintf("device %+v", stableInfo(d)))
+	}
+	lines = append(lines, fmt.Sprintf("units %d", st.UnitsInUse))
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
+}
+
+// serverPID waits until a server answers and returns its pid.
+func serverPID(t *testing.T, d *itest.Daemon) int {
+	t.Helper()
+	var pid int
+	if !itest.WaitFor(func() bool {
+		var st daemon.Status
+		if err := daemon.CallInto(d.Socket, daemon.Request{Op: daemon.OpStatus}, &st); err != nil {
+			return false
+		}
+		pid = st.PID
+		return true
+	}) {
+		t.Fatalf("no server answers:\n%s", d.Log.String())
+	}
+	return pid
+}
+
+// killServer kill -9s the serving process and returns once a new one
+// answers, with the time that took.
+func killServer(t *testing.T, d *itest.Daemon) time.Duration {
+	t.Helper()
+	st := d.Status(t)
+	if st.HolderPID == 0 || st.HolderPID == st.PID {
+		t.Fatalf("no holder: status %+v", st)
+	}
+	start := time.Now()
+	if err := unix.Kill(st.PID, unix.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		var now daemon.Status
+		if err := daemon.CallInto(d.Socket, daemon.Request{Op: daemon.OpStatus}, &now); err == nil && now.PID != st.PID {
+			if now.Restarts != st.Restarts+1 || now.HolderPID != st.HolderPID {
+				t.Fatalf("after kill -9 of server %d: holder %d restarts %d, want holder %d restarts %d", st.PID, now.HolderPID, now.Restarts, st.HolderPID, st.Restarts+1)
+			}
+			return time.Since(start)
+		}
+		if time.Since(start) > hang {
+			t.Fatalf("no new server %v after kill -9:\n%s", hang, d.Log.String())
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestKill9ServerClientsCarryOn: a writer in a loop, a reader blocked in
+// read and a poller blocked in poll keep their open files across a kill
+// -9 of the serving process; none sees an error, the blocked ones get the
+// next packet, the writer's packets keep arriving, and status says the
+// same before and after.
+func TestKill9ServerClientsCarryOn(t *testing.T) {
+	itest.RequirePrivileged(t)
+	ns := itest.NewNetns(t)
+	d := itest.StartDaemon(t, ns)
+	dir := d.Mount(t, "")
+	w := openCrashDev(t, ns, dir, 1)
+	r := openCrashDev(t, ns, dir, 2)
+	p := openCrashDev(t, ns, dir, 3)
+
+	// The writer: a UDP datagram to the tun's own address every ms.
+	rx := udpSocket(t, ns, w.local, 5000)
+	stop := make(chan struct{})
+	var seq atomic.Uint32
+	var writeErrs []error
+	var wmu sync.Mutex
+	var wwg sync.WaitGroup
+	wwg.Add(1)
+	go func() {
+		defer wwg.Done()
+		src, dst := netip.MustParseAddr(w.remote), netip.MustParseAddr(w.local)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			n := seq.Add(1)
+			pkt := itest.UDP4(src, dst, 4000, 5000, []byte(strconv.Itoa(int(n))))
+			if _, err := unix.Write(w.fd, pkt); err != nil && !errors.Is(err, unix.EINTR) {
+				wmu.Lock()
+				writeErrs = append(writeErrs, err)
+				wmu.Unlock()
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-stop:
+		default:
+			close(stop)
+		}
+		wwg.Wait()
+	})
+	// Datagrams are counted as they come.
+	var got sync.Map
+	go func() {
+		buf := make([]byte, 64)
+		for {
+			n, _, err := testenv.Recvfrom(rx, buf)
+			if err != nil {
+				return
+			}
+			v, _ := strconv.Atoi(string(buf[:n]))
+			got.Store(v, true)
+		}
+	}()
+
+	buf := make([]byte, 2048)
+	reader := startBlocking(func() (int, error) { return unix.Read(r.fd, buf) })
+	reader.waitBlocked(t, unix.SYS_READ)
+	poller := startBlocking(func() (int, error) {
+		return unix.Poll([]unix.PollFd{{Fd: int32(p.fd), Events: unix.POLLIN}}, -1)
+	})
+	poller.waitBlocked(t, unix.SYS_POLL, unix.SYS_PPOLL)
+
+	if !itest.WaitFor(func() bool { return seq.Load() > 50 }) {
+		t.Fatal("writer stalled before the kill")
+	}
+	before := stateOf(d.Status(t))
+	took := killServer(t, d)
+	t.Logf("kill -9 to the next status answer: %v", took)
+	killedAt := seq.Load()
+
+	// The blocked reader gets the next packet, the poller wakes up for
+	// its own; both through the new server.
+	tx := udpSocket(t, ns, "0.0.0.0", 0)
+	udpSend(t, tx, r.remote, 6000, []byte("after"))
+	if n, err := reader.result(t); err != nil || !bytes.Contains(buf[:n], []byte("after")) {
+		t.Fatalf("blocked read across kill -9: %d bytes %q, %v; want the packet sent after", n, buf[:max(n, 0)], err)
+	}
+	udpSend(t, tx, p.remote, 6000, []byte("polled"))
+	if _, err := poller.result(t); err != nil {
+		t.Fatalf("blocked poll across kill -9: %v", err)
+	}
+	pbuf := make([]byte, 2048)
+	if n, err := unix.Read(p.fd, pbuf); err != nil || !bytes.Contains(pbuf[:n], []byte("polled")) {
+		t.Fatalf("read after poll: %q, %v", pbuf[:max(n, 0)], err)
+	}
+	// The writer's datagrams sent after the kill arrive.
+	if !itest.WaitFor(func() bool {
+		k := 0
+		got.Range(func(key, _ any) bool {
+			if uint32(key.(int)) > killedAt {
+				k++
+			}
+			return k < 50
+		})
+		return k >= 50
+	}) {
+		t.Fatalf("the writer's datagrams after the kill do not arrive (killed at %d, sent %d)", killedAt, seq.Load())
+	}
+	close(stop)
+	wwg.Wait()
+	wmu.Lock()
+	if len(writeErrs) > 0 {
+		t.Errorf("writer saw %d errors across kill -9, first %v", len(writeErrs), writeErrs[0])
+	}
+	wmu.Unlock()
+	if after := stateOf(d.Status(t)); after != before {
+		t.Errorf("status changed across kill -9:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+}
+
+// pingLoss runs ping -i 0.01 -c n in ns to addr while during() runs, and
+// returns the packets lost.
+func pingLoss(t *testing.T, ns *itest.Netns, addr string, n int, during func()) (sent, lost int) {
+	t.Helper()
+	cmd := ns.Command("ping", "-n", "-q", "-i", "0.01", "-c", strconv.Itoa(n), "-W", "2", addr)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() { cmd.Process.Kill(); <-exited })
+	during()
+	select {
+	case <-exited:
+	case <-time.After(time.Duration(n)*10*time.Millisecond + hang):
+		t.Fatalf("ping did not finish: %s", out.String())
+	}
+	m := regexp.MustCompile(`(\d+) packets transmitted, (\d+) (packets )?received`).FindStringSubmatch(out.String())
+	if m == nil {
+		t.Fatalf("ping output: %s", out.String())
+	}
+	tx, _ := strconv.Atoi(m[1])
+	rcv, _ := strconv.Atoi(m[2])
+	t.Logf("ping: %s", strings.TrimSpace(out.String()))
+	return tx, tx - rcv
+}
+
+// TestRestartPing: ping through a socat relay between the tuns of two
+// namespaces (as in the poll issue) for 10 s while one side's daemon is
+// replaced, planned (no packet lost) and by kill -9 (at most the few in
+// flight).
+func TestRestartPing(t *testing.T) {
+	itest.RequirePrivileged(t)
+	for _, tool := range []string{"socat", "ping"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			if os.Getenv("TUNDEVFS_REQUIRE_PRIVILEGED") == "1" {
+				t.Fatalf("%s is not installed (scripts/install-deps.sh installs it)", tool)
+			}
+			t.Skipf("%s is not installed", tool)
+		}
+	}
+	for _, planned := range []bool{true, false} {
+		t.Run(map[bool]string{true: "planned", false: "kill9"}[planned], func(t *testing.T) {
+			type side struct {
+				ns          *itest.Netns
+				d           *itest.Daemon
+				path        string
+				local, peer string
+			}
+			sides := []*side{{local: "10.78.0.1", peer: "10.78.0.2"}, {local: "10.78.0.2", peer: "10.78.0.1"}}
+			for _, sd := range sides {
+				sd.ns = itest.NewNetns(t)
+				sd.d = itest.StartDaemon(t, sd.ns)
+				dir := sd.d.Mount(t, "")
+				name, err := os.Readlink(filepath.Join(dir, "tun"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				sd.path = filepath.Join(dir, name)
+				sd.ns.Run(t, "ip", "addr", "add", sd.local, "peer", sd.peer, "dev", name)
+				sd.ns.Run(t, "ip", "link", "set", name, "up")
+			}
+			var log bytes.Buffer
+			relay := exec.Command("socat", "-b", "65536", "OPEN:"+sides[0].path, "OPEN:"+sides[1].path)
+			relay.Stdout, relay.Stderr = &log, &log
+			if err := relay.Start(); err != nil {
+				t.Fatal(err)
+			}
+			exited := make(chan struct{})
+			go func() { relay.Wait(); close(exited) }()
+			t.Cleanup(func() {
+				relay.Process.Kill()
+				<-exited
+				if t.Failed() {
+					t.Logf("socat output:\n%s", log.String())
+				}
+			})
+			for _, sd := range sides {
+				if !itest.WaitFor(func() bool {
+					st := sd.d.Status(t)
+					return len(st.Devices) == 1 && st.Devices[0].Open
+				}) {
+					t.Fatalf("socat did not open %s", sd.path)
+				}
+			}
+			d := sides[0].d
+			sent, lost := pingLoss(t, sides[0].ns, sides[1].local, 1000, func() {
+				time.Sleep(3 * time.Second)
+				if planned {
+					old := d.Status(t).PID
+					if out, err := d.CLI("daemon", "--restart"); err != nil {
+						t.Fatalf("daemon --restart: %v: %s", err, out)
+					}
+					if !itest.WaitFor(func() bool { return serverPID(t, d) != old }) {
+						t.Fatal("no new server after --restart")
+					}
+				} else {
+					t.Logf("kill -9 to the next answer: %v", killServer(t, d))
+				}
+			})
+			select {
+			case <-exited:
+				t.Fatalf("socat exited across the restart: %s", log.String())
+			default:
+			}
+			t.Logf("ping across a %s restart: %d sent, %d lost", map[bool]string{true: "planned", false: "kill -9"}[planned], sent, lost)
+			switch {
+			case planned && lost != 0:
+				t.Errorf("planned restart lost %d of %d pings", lost, sent)
+			case !planned && lost > 5:
+				t.Errorf("kill -9 lost %d of %d pings; want at most the few in flight", lost, sent)
+			}
+		})
+	}
+}
+
+// TestCrashLoopGuard: a server that dies --crash-limit times within
+// --crash-window makes the holder give up: it exits non-zero saying why,
+// and leaves no mount, no socket, no interface behind.
+func TestCrashLoopGuard(t *testing.T) {
+	itest.RequirePrivileged(t)
+	ns := itest.NewNetns(t)
+	d := itest.StartDaemon(t, ns, "--crash-limit", "3", "--crash-window", "1m")
+	d.MayFail = true
+	dir := d.Mount(t, "")
+	fd, err := unix.Open(filepath.Join(dir, "tun"), unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	for i := 0; i < 2; i++ {
+		killServer(t, d)
+	}
+	pid := d.Status(t).PID
+	unix.Kill(pid, unix.SIGKILL) // the third death within the window
+	select {
+	case <-d.Exited():
+	case <-time.After(hang):
+		t.Fatalf("holder still runs after 3 deaths:\n%s", d.Log.String())
+	}
+	if st := d.Cmd.ProcessState; st.Success() {
+		t.Errorf("holder exit status %v after a crash loop; want a failure", st)
+	}
+	if !strings.Contains(d.Log.String(), "crash loop") {
+		t.Errorf("holder log does not say why it gave up:\n%s", d.Log.String())
+	}
+	if itest.IsMounted(dir) {
+		t.Errorf("%s still mounted after the guard gave up", dir)
+	}
+	if _, err := os.Lstat(d.Socket); err == nil {
+		t.Errorf("socket %s left behind", d.Socket)
+	}
+	if links := ns.Links(t); len(links) > 1 {
+		t.Errorf("interfaces left: %v", links)
+	}
+	// The open file fails cleanly instead of hanging.
+	if _, err := unix.Write(fd, []byte{0x45}); err == nil {
+		t.Errorf("write to a device of a daemon that gave up succeeded")
+	}
+}
+
+// TestKill9Holder: killing the holder ends everything, as killing a daemon
+// without one does; the next daemon on the socket cleans the stale mount.
+func TestKill9Holder(t *testing.T) {
+	itest.RequirePrivileged(t)
+	ns := itest.NewNetns(t)
+	d := itest.StartDaemon(t, ns)
+	d.MayFail = true
+	dir := t.TempDir()
+	d.Call(t, daemon.Request{Op: daemon.OpMount, Dir: dir}, nil)
+	st := d.Status(t)
+	if _, err := os.Readlink(filepath.Join(dir, "tun")); err != nil {
+		t.Fatal(err)
+	}
+	unix.Kill(st.HolderPID, unix.SIGKILL)
+	<-d.Exited()
+	if !itest.WaitFor(func() bool { return unix.Kill(st.PID, 0) != nil }) {
+		t.Fatalf("server %d outlived its holder", st.PID)
+	}
+	if !itest.WaitFor(func() bool { return len(ns.Links(t)) <= 1 }) {
+		t.Errorf("interfaces left after the holder died: %v", ns.Links(t))
+	}
+	// The next daemon on the same socket detaches the stale mount.
+	next := ns.Command(d.Bin, "--socket", d.Socket, "daemon")
+	var log bytes.Buffer
+	next.Stdout, next.Stderr = &log, &log
+	if err := next.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { next.Process.Signal(unix.SIGTERM); next.Wait() })
+	if !itest.WaitFor(func() bool { return !itest.IsMounted(dir) }) {
+		t.Errorf("stale mount %s not cleaned by the next daemon:\n%s", dir, log.String())
+	}
+}
+
+// stableInfo is a device's status without what moves by itself (packet
+// counters, operations in flight).
+func stableInfo(d driver.Info) driver.Info {
+	d.RxPackets, d.TxPackets, d.Drops, d.Busy = 0, 0, 0, 0
+	return d
+}
