@@ -48,11 +48,16 @@ func (l *cloneLink) readlink(mnt *Mount, h *fuse.InHeader) ([]byte, fuse.Status)
 	if j == nil {
 		return nil, fuse.ENOENT
 	}
+	if link, ok := mnt.replayLink(h); ok {
+		return link, fuse.OK // resent: cloned by the dead server (replay.go)
+	}
 	d, err := mnt.clones.Clone(clonehandler.Request{Jail: j, Name: l.drv.Name, Cred: cred(h)})
 	if err != nil {
 		return nil, mnt.lookupErr(l.drv.Name, err)
 	}
 	defer d.Rel(driver.RefClone) // consumed by the clone invoker: us
+	mnt.remember(ReplayState{Unique: h.Unique, Link: d.DevName()})
+	mnt.changed()
 	return []byte(d.DevName()), fuse.OK
 }
 

@@ -73,24 +73,29 @@ func (n devNode) open(mnt *Mount, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Statu
 	if n.d.Jail() != mnt.callerJail(&in.InHeader) {
 		return fuse.ENOENT // another jail's device (pernetns.go)
 	}
+	if st, ok := mnt.replayOpen(in, out); ok {
+		return st // resent: opened by the dead server (replay.go)
+	}
 	h, err := n.d.Open(processID(in.Caller.Pid))
 	if err != nil {
 		return errno(err)
 	}
-	fh, ok := mnt.addHandle(h)
+	fh, ok := mnt.addHandle(h, in.Unique)
 	if !ok {
 		h.Close()
 		return fuse.Status(syscall.ENXIO)
 	}
 	out.Fh = fh
-	// Parallel direct writes: writers of one device do not queue on the
-	// inode lock (see devSize). No FLUSH: close(2) has nothing to wait
-	// for (Flush did nothing), saves a round trip, and stays clean after
-	// the mount is gone (Unmount).
-	out.OpenFlags = fuse.FOPEN_DIRECT_IO | fuse.FOPEN_NONSEEKABLE | fuse.FOPEN_STREAM |
-		fuse.FOPEN_PARALLEL_DIRECT_WRITES | fuse.FOPEN_NOFLUSH
+	out.OpenFlags = devOpenFlags
 	return fuse.OK
 }
+
+// devOpenFlags are a device file's open flags. Parallel direct writes:
+// writers of one device do not queue on the inode lock (see devSize). No
+// FLUSH: close(2) has nothing to wait for (Flush did nothing), saves a
+// round trip, and stays clean after the mount is gone (Unmount).
+const devOpenFlags = fuse.FOPEN_DIRECT_IO | fuse.FOPEN_NONSEEKABLE | fuse.FOPEN_STREAM |
+	fuse.FOPEN_PARALLEL_DIRECT_WRITES | fuse.FOPEN_NOFLUSH
 
 // ioctlNoFile: the device's file was closed by Unmount (ENXIO), or the
 // handle is not the mount's (EBADF).

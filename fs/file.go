@@ -32,7 +32,7 @@ const splitFloor = 16 * 4096
 
 // addHandle records an open device file and returns its file handle;
 // false once the mount ends or Unmount has closed its files.
-func (mnt *Mount) addHandle(h *driver.Handle) (uint64, bool) {
+func (mnt *Mount) addHandle(h *driver.Handle, unique uint64) (uint64, bool) {
 	mnt.mu.Lock()
 	defer mnt.mu.Unlock()
 	if mnt.closed || mnt.revoked {
@@ -40,6 +40,7 @@ func (mnt *Mount) addHandle(h *driver.Handle) (uint64, bool) {
 	}
 	mnt.nextFh++
 	mnt.handles[mnt.nextFh] = h
+	mnt.rememberLocked(ReplayState{Unique: unique, Fh: mnt.nextFh})
 	mnt.changed()
 	return mnt.nextFh, true
 }

@@ -102,7 +102,7 @@ func (mnt *Mount) replyFixed(n node, out *fuse.EntryOut) fuse.Status {
 // replyCounted answers a lookup with a counted node, counting the
 // kernel's lookup: the one place where lookups are counted (Forget and
 // teardown give them back).
-func (mnt *Mount) replyCounted(n counted, out *fuse.EntryOut) fuse.Status {
+func (mnt *Mount) replyCounted(h *fuse.InHeader, n counted, out *fuse.EntryOut) fuse.Status {
 	mnt.mu.Lock()
 	defer mnt.mu.Unlock()
 	if mnt.closed || !n.aliveLocked() {
@@ -116,6 +116,7 @@ func (mnt *Mount) replyCounted(n counted, out *fuse.EntryOut) fuse.Status {
 	e.lookups++
 	e.lookedUpLocked()
 	mnt.entryLocked(e.counted, out)
+	mnt.rememberLocked(ReplayState{Unique: h.Unique, Node: n.id()})
 	mnt.changed()
 	return fuse.OK
 }

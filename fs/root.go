@@ -57,15 +57,18 @@ func (mnt *Mount) Lookup(cancel <-chan struct{}, h *fuse.InHeader, name string, 
 	if h.NodeId != fuse.FUSE_ROOT_ID {
 		return fuse.ENOTDIR
 	}
+	if st, ok := mnt.replayLookup(h, out); ok {
+		return st // resent: counted by the dead server (replay.go)
+	}
 	j := mnt.callerJail(h)
 	if j == nil {
 		return fuse.ENOENT
 	}
 	if d := mnt.devices.Lookup(j, name); d != nil {
 		if name != d.DevName() {
-			return mnt.replyCounted(aliasNode{d}, out)
+			return mnt.replyCounted(h, aliasNode{d}, out)
 		}
-		return mnt.replyCounted(devNode{d}, out)
+		return mnt.replyCounted(h, devNode{d}, out)
 	}
 	if i := mnt.stdDevIndex(name); i >= 0 {
 		return mnt.replyFixed(mnt.fixed[stdDevID(i)], out)
@@ -75,7 +78,7 @@ func (mnt *Mount) Lookup(cancel <-chan struct{}, h *fuse.InHeader, name string, 
 		// An interface renamed a moment ago (alias.go); clone names,
 		// the hot path, never ask the kernel.
 		if d := mnt.devices.ResolveRenamed(j, name); d != nil {
-			return mnt.replyCounted(aliasNode{d}, out)
+			return mnt.replyCounted(h, aliasNode{d}, out)
 		}
 		return fuse.ENOENT
 	}
@@ -100,7 +103,7 @@ func (mnt *Mount) Lookup(cancel <-chan struct{}, h *fuse.InHeader, name string, 
 		return mnt.lookupErr(name, err)
 	}
 	defer d.Rel(driver.RefClone) // consumed by the clone invoker: us
-	return mnt.replyCounted(devNode{d}, out)
+	return mnt.replyCounted(h, devNode{d}, out)
 }
 
 func cred(h *fuse.InHeader) clonehandler.Cred {

@@ -97,6 +97,9 @@ func (mnt *Mount) Export() MountState {
 		st.Files = append(st.Files, FileState{Fh: fh, Ino: h.Device().Ino(), Kh: mnt.khs[fh]})
 	}
 	st.NextFh = mnt.nextFh
+	for _, u := range mnt.replayOrder {
+		st.Replays = append(st.Replays, mnt.replays[u])
+	}
 	mnt.mu.Unlock()
 	sort.Slice(st.Nodes, func(a, b int) bool { return st.Nodes[a].ID < st.Nodes[b].ID })
 	sort.Slice(st.Files, func(a, b int) bool { return st.Files[a].Fh < st.Files[b].Fh })
@@ -165,6 +168,9 @@ func RestoreMount(m *driver.Manager, clones *clonehandler.Registry, j *jails.Jai
 			n.lookedUpLocked()
 		}
 		mnt.nodes[ns.ID] = e
+	}
+	for _, r := range st.Replays {
+		mnt.rememberLocked(r)
 	}
 	var khs []uint64
 	for _, fs := range st.Files {
