@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -535,4 +536,150 @@ func TestKill9Holder(t *testing.T) {
 func stableInfo(d driver.Info) driver.Info {
 	d.RxPackets, d.TxPackets, d.Drops, d.Busy = 0, 0, 0, 0
 	return d
+}
+
+// transient says whether a control call failed only because the server
+// was being replaced: the connection broke or nobody accepted yet. A
+// client retries those.
+func transient(err error) bool {
+	return errors.Is(err, unix.ECONNRESET) || errors.Is(err, unix.EPIPE) ||
+		errors.Is(err, unix.ECONNREFUSED) || errors.Is(err, io.EOF) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, daemon.ErrNoDaemon)
+}
+
+// callRetry sends a control request until an answer that is not a broken
+// connection.
+func callRetry(socket string, req daemon.Request) error {
+	for i := 0; ; i++ {
+		_, err := daemon.Call(socket, req)
+		if err == nil || !transient(err) || i > 200 {
+			return err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestKill9Soak: 100 kill -9 of the serving process under a mixed load
+// (clones, opens, reads, writes, closes, destroys, jail create and
+// remove) leave the counts where they were: no fd (in the server or the
+// holder), unit, device, interface, jail or mount more, and no client
+// stuck. FUSE calls never fail; control calls only with a broken
+// connection, which the load retries.
+func TestKill9Soak(t *testing.T) {
+	itest.RequirePrivileged(t)
+	if testing.Short() {
+		t.Skip("100 restarts")
+	}
+	ns := itest.NewNetns(t)
+	d := itest.StartDaemon(t, ns)
+	dir := d.Mount(t, "")
+	itest.WarmUp(t, dir)
+	base := d.Baseline(t)
+	links := len(ns.Links(t))
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var fails sync.Map // what failed, with a count
+	fail := func(what string, err error) {
+		v, _ := fails.LoadOrStore(what+": "+err.Error(), new(atomic.Int32))
+		v.(*atomic.Int32).Add(1)
+	}
+	var ops atomic.Int64
+	worker := func(fn func(i int)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				fn(i)
+				ops.Add(1)
+			}
+		}()
+	}
+	// Clone, write, close, destroy.
+	for w := 0; w < 2; w++ {
+		worker(func(i int) {
+			fd, err := unix.Open(filepath.Join(dir, "tun"), unix.O_RDWR|unix.O_CLOEXEC, 0)
+			if err != nil {
+				fail("clone open", err)
+				return
+			}
+			target, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd))
+			if err != nil {
+				fail("readlink fd", err)
+			}
+			if _, err := unix.Write(fd, itest.UDP4(netip.MustParseAddr("10.9.0.2"), netip.MustParseAddr("10.9.0.1"), 1, 2, []byte("x"))); err != nil {
+				fail("write", err)
+			}
+			if err := unix.Close(fd); err != nil {
+				fail("close", err)
+			}
+			if err := callRetry(d.Socket, daemon.Request{Op: daemon.OpIfconfig, Args: []string{filepath.Base(target), "destroy"}}); err != nil {
+				fail("destroy", err)
+			}
+		})
+	}
+	// One device read and written in a loop: poll with a timeout, so a
+	// packet lost in flight by a kill costs a round, not a hang.
+	long := openCrashDev(t, ns, dir, 9)
+	tx := udpSocket(t, ns, "0.0.0.0", 0)
+	worker(func(i int) {
+		udpSend(t, tx, long.remote, 7000, []byte("ping"))
+		pfd := []unix.PollFd{{Fd: int32(long.fd), Events: unix.POLLIN}}
+		n, err := unix.Poll(pfd, 1000)
+		if err != nil && !errors.Is(err, unix.EINTR) {
+			fail("poll", err)
+			return
+		}
+		if n == 1 {
+			buf := make([]byte, 2048)
+			if _, err := unix.Read(long.fd, buf); err != nil {
+				fail("read", err)
+			}
+		}
+	})
+	// Jails come and go.
+	worker(func(i int) {
+		name := fmt.Sprintf("soak%d", i%4)
+		if err := callRetry(d.Socket, daemon.Request{Op: daemon.OpJailCreate, Args: []string{"name=" + name, "persist", "vnet"}}); err != nil && !strings.Contains(err.Error(), "in use") {
+			fail("jail create", err)
+		}
+		if err := callRetry(d.Socket, daemon.Request{Op: daemon.OpJailRemove, Jail: name}); err != nil && !strings.Contains(err.Error(), "no such jail") {
+			fail("jail remove", err)
+		}
+	})
+
+	var pauses []time.Duration
+	for k := 0; k < 100; k++ {
+		time.Sleep(30 * time.Millisecond)
+		pauses = append(pauses, killServer(t, d))
+	}
+	close(stop)
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(hang):
+		t.Fatalf("load did not stop in %v: a client is stuck", hang)
+	}
+	sort.Slice(pauses, func(a, b int) bool { return pauses[a] < pauses[b] })
+	t.Logf("100 kill -9 under load (%d operations): pause to the next answer p50 %v, p90 %v, max %v", ops.Load(), pauses[50], pauses[90], pauses[99])
+	fails.Range(func(k, v any) bool {
+		t.Errorf("%d× %s", v.(*atomic.Int32).Load(), k)
+		return true
+	})
+	// Clean up what the load left: the long-lived device and any jail.
+	unix.Close(long.fd)
+	callRetry(d.Socket, daemon.Request{Op: daemon.OpIfconfig, Args: []string{long.name, "destroy"}})
+	for i := 0; i < 4; i++ {
+		daemon.Call(d.Socket, daemon.Request{Op: daemon.OpJailRemove, Jail: fmt.Sprintf("soak%d", i)})
+	}
+	base.Check(t, "after 100 kill -9 under load")
+	if n := len(ns.Links(t)); n != links {
+		t.Errorf("interfaces: %d before, %d after: %v", links, n, ns.Links(t))
+	}
 }

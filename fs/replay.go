@@ -18,7 +18,7 @@ const uniqueResend = 1 << 63
 
 // maxReplays bounds the acts remembered per mount: the requests one
 // server can have in flight at once, with room to spare.
-const maxReplays = 1024
+const maxReplays = 256
 
 // ReplayState is one remembered act: the node a LOOKUP answered, the file
 // handle an OPEN made, or the device name a cloning READLINK made.

@@ -38,8 +38,9 @@ func (d *Daemon) LeakOptions(t testing.TB) []testenv.Option {
 	return []testenv.Option{AllowFuseReaders(FuseReadersPerMount() * max(mounts, 1))}
 }
 
-// Probe samples the daemon for a leak check: its fds by what they point to
-// and its threads (from /proc/PID), its goroutines by the function each
+// Probe samples the daemon for a leak check: its serving process's fds by
+// what they point to and its threads (from /proc/PID), its holder's fds
+// ("holder fd ..."), its goroutines by the function each
 // started in (from its "stacks" answer), and the counts of its status:
 // "units in use", "devices", "jails", "jail holds", "mounts".
 func (d *Daemon) Probe() testenv.Probe {
@@ -60,7 +61,7 @@ func (d *Daemon) Probe() testenv.Probe {
 		if st.HolderPID != 0 {
 			// The holder keeps a dup of every fd that holds state: one
 			// it does not give back is a leak too.
-			hs, err := testenv.Process(st.HolderPID)()
+			hs, err := testenv.Fds(st.HolderPID)
 			if err != nil {
 				return nil, fmt.Errorf("daemon probe: holder: %w", err)
 			}
