@@ -140,6 +140,28 @@ func contents(key string, f *os.File) string {
 	return string(buf[:max(n, 0)])
 }
 
+// blocking says whether f's open file is in blocking mode, without
+// f.Fd (which would make it so).
+func blocking(f *os.File) string {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err.Error()
+	}
+	mode := ""
+	rc.Control(func(fd uintptr) {
+		fl, err := unix.FcntlInt(fd, unix.F_GETFL, 0)
+		switch {
+		case err != nil:
+			mode = err.Error()
+		case fl&unix.O_NONBLOCK != 0:
+			mode = "nonblocking"
+		default:
+			mode = "blocking"
+		}
+	})
+	return mode
+}
+
 func fakeServer() int {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGUSR1)
@@ -192,6 +214,9 @@ func fakeServer() int {
 			if err := conn.SaveState([]byte("written")); err != nil {
 				return fail("%v", err)
 			}
+			emit(event{Ev: "flags", Restarts: info.Restarts, Vals: map[string]string{"pipe-r": blocking(r), "pipe-w": blocking(w)}})
+		} else {
+			emit(event{Ev: "flags", Restarts: info.Restarts, Vals: map[string]string{"pipe-r": blocking(fds["pipe-r"]), "pipe-w": blocking(fds["pipe-w"])}})
 		}
 		return idle(conn, sigs, info)
 	case "delfd":
@@ -203,6 +228,21 @@ func fakeServer() int {
 		return loop(conn, sigs, info)
 	case "crash":
 		return crash(conn, info)
+	case "partial":
+		if info.Restarts > 0 {
+			return idle(conn, sigs, info)
+		}
+		if err := conn.SaveState([]byte("complete")); err != nil {
+			return fail("%v", err)
+		}
+		// Half a SaveState on the holder's socket, then death.
+		if err := unix.Sendmsg(3, holder.PartialStateMsg([]byte("partial")), nil, nil, 0); err != nil {
+			return fail("raw send: %v", err)
+		}
+		syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		select {}
+	case "concstate":
+		return concState(conn, sigs, info, state)
 	case "bigstate":
 		return bigState(conn, sigs, info, state)
 	default:
@@ -383,6 +423,43 @@ func bigState(conn *holder.Conn, sigs <-chan os.Signal, info holder.Info, state 
 		return fail("%v", err)
 	}
 	return idle(conn, sigs, info)
+}
+
+// concState: checks it took over one blob whole (after the first
+// start), then 4 goroutines save blobs of their own (several chunks each,
+// all bytes the goroutine's letter) at once, until the server is killed.
+func concState(conn *holder.Conn, sigs <-chan os.Signal, info holder.Info, state []byte) int {
+	const size = 100_000
+	if info.Restarts > 0 && (len(state) != size || bytes.Count(state, state[:1]) != size) {
+		return fail("state of %d bytes mixes blobs", len(state))
+	}
+	if err := conn.Ready(); err != nil {
+		return fail("%v", err)
+	}
+	emit(event{Ev: "ready", Restarts: info.Restarts})
+	errs := make(chan error, 4)
+	for w := range 4 {
+		go func() {
+			blob := bytes.Repeat([]byte{byte('a' + w)}, size)
+			for {
+				if err := conn.SaveState(blob); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	for {
+		select {
+		case err := <-errs:
+			return fail("%v", err)
+		case sig := <-sigs:
+			if sig == syscall.SIGTERM {
+				conn.Exiting(false)
+				return 0
+			}
+		}
+	}
 }
 
 // bigStateSize spans many chunks and is no multiple of the chunk size.

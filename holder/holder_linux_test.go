@@ -244,6 +244,13 @@ func TestTakeoverAfterKill(t *testing.T) {
 	if got := s2.Vals["pipe-r"]; got != "hello from server 1" {
 		t.Errorf("second server read %q from the pipe, want what the first wrote", got)
 	}
+	// os.Pipe made both ends non-blocking (the Go netpoller's mode): a
+	// PutFD, the holder and the takeover leave the shared open files so.
+	for gen := range 2 {
+		if f := r.waitEvent("flags", gen); f.Vals["pipe-r"] != "nonblocking" || f.Vals["pipe-w"] != "nonblocking" {
+			t.Errorf("server %d: pipe modes %v, want nonblocking", gen, f.Vals)
+		}
+	}
 	r.waitEvent("ready", 1)
 	if info := r.h.Info(); info.ServerPID != s2.PID || info.Restarts != 1 || info.HolderPID != os.Getpid() || info.Start.IsZero() {
 		t.Errorf("Info() = %+v, want server %d, 1 restart, holder %d", info, s2.PID, os.Getpid())
@@ -345,6 +352,35 @@ func TestBigStateTakeover(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.waitEvent("ready", 2)
+	if err := r.stop(); err != nil {
+		t.Errorf("Run after cancel: %v", err)
+	}
+}
+
+// TestPartialStateDropped: a state blob whose chunks did not all arrive
+// before the server died is dropped; the next server gets the one before.
+func TestPartialStateDropped(t *testing.T) {
+	r := startHolder(t, "partial", nil)
+	if s := r.waitEvent("start", 1); s.State != "complete" {
+		t.Errorf("next server took over state %q, want %q", s.State, "complete")
+	}
+	r.waitEvent("ready", 1)
+	if err := r.stop(); err != nil {
+		t.Errorf("Run after cancel: %v", err)
+	}
+}
+
+// TestConcurrentSaveState: SaveState from many goroutines at once never
+// mixes the chunks of two blobs (20 kill -9 at random moments).
+func TestConcurrentSaveState(t *testing.T) {
+	const kills = 20
+	r := startHolder(t, "concstate", func(c *holder.Config) { c.CrashLimit = kills + 1 })
+	for gen := range kills {
+		s := r.waitEvent("ready", gen) // the server checks the state itself
+		time.Sleep(time.Duration(rand.IntN(5000)) * time.Microsecond)
+		kill9(t, s.PID)
+	}
+	r.waitEvent("ready", kills)
 	if err := r.stop(); err != nil {
 		t.Errorf("Run after cancel: %v", err)
 	}
