@@ -99,6 +99,8 @@ type Manager struct {
 	logger  *log.Logger
 	stack   Stack
 	debug   atomic.Int32 // TUNSDEBUG level, one for all devices (tundebug)
+	// onChange is SetOnChange's function (state.go), nil when none.
+	onChange atomic.Pointer[func()]
 
 	mu        sync.Mutex // guards the fields below
 	units     map[unitKey]*unitSet
@@ -106,6 +108,9 @@ type Manager struct {
 	all       map[*Device]struct{} // every device not yet freed
 	listeners map[*jails.Jail]map[int]Listener
 	nextLis   int
+	// pending are the dying devices Restore registered, whose destroy
+	// FinishRestore finishes (state.go).
+	pending []*Device
 
 	deregister func()
 }
