@@ -20,6 +20,7 @@ const BatchHdrLen = 4
 func (h *Handle) SetBatch(on bool) error {
 	return h.do("TUNSBATCH", func(d *Device) error {
 		h.batch.Store(on)
+		d.m.changed()
 		return nil
 	})
 }

@@ -209,6 +209,7 @@ type OwnerSet struct{ UID, GID, Mode bool }
 
 // SetOwner changes the node's owner, group or mode (chown, chmod).
 func (d *Device) SetOwner(o Owner, set OwnerSet) {
+	defer d.m.changed() // runs after the unlock
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if set.UID {

@@ -64,6 +64,10 @@
 //   - The fast path (fastpath.go) hands a duplicate of the real fd to the
 //     holder of the open file; the device file then carries no packets,
 //     and Destroy unregisters an interface that was handed out.
+//   - A new server takes the devices of a dead one over (state.go): Export
+//     records every device, Restore rebuilds one from its record and a
+//     duplicate of its TUN fd, and SetOnChange reports every change a
+//     record would show.
 //
 // Errors are Go errors wrapping the sentinels of errors.go or a unix.Errno;
 // the fs package turns them into errnos.
@@ -100,7 +104,8 @@
 // flight, clears Device.open and, for a transient device, starts the
 // destroy in the same step, so no open comes between.
 //
-// Lock order: Manager.mu, then Device.mu. No lock is held while waiting
+// Lock order: Manager.mu, then Device.mu; renameWatch.mu before Device.mu,
+// never with Manager.mu held. No lock is held while waiting
 // for a settling unit. Device.stashMu is a leaf, held across non-blocking
 // reads of the device's fd so that packets keep their order; no other lock
 // is held while calling into the Stack (netlink, the kernel's tun driver),

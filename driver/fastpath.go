@@ -98,6 +98,7 @@ func (h *Handle) FastPath() (int, error) {
 	if first {
 		h.detachPoller() // waits for busy 0: after exit
 	}
+	d.m.changed()
 	return fd, nil
 }
 

@@ -67,8 +67,9 @@ func (s *ioctlState) has(bit uint32) bool { return s.mode.Load()&bit != 0 }
 // setMode sets and clears mode bits in one step.
 func (d *Device) setMode(set, clear uint32) {
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	d.ioc.mode.Store(d.ioc.mode.Load()&^clear | set)
+	d.mu.Unlock()
+	d.m.changed()
 }
 
 // modeNamesLocked describes the modes for status output. d.mu is held (Info).
@@ -242,6 +243,7 @@ func (h *Handle) SetIfMode(flags int) error {
 		d.mu.Lock()
 		d.ioc.ifmode = flags
 		d.mu.Unlock()
+		d.m.changed()
 		return nil
 	})
 }
@@ -255,6 +257,7 @@ func (h *Handle) SetPID(pid int) error {
 		d.mu.Lock()
 		d.openPid = pid
 		d.mu.Unlock()
+		d.m.changed()
 		return nil
 	})
 }
@@ -287,6 +290,7 @@ func (h *Handle) SetInfo(ti ioctls.TunInfo) error {
 		d.mu.Lock()
 		d.ioc.baudrate = ti.Baudrate
 		d.mu.Unlock()
+		d.m.changed()
 		return nil
 	})
 }
@@ -393,6 +397,7 @@ func (d *Device) setVnetHdr(n int) error {
 		return err
 	}
 	d.ioc.vhdr.Store(int32(n))
+	d.m.changed()
 	return nil
 }
 
@@ -409,6 +414,7 @@ func (h *Handle) SetRemoteMAC(mac net.HardwareAddr) error {
 		d.mu.Lock()
 		copy(d.ioc.remote[:], mac)
 		d.mu.Unlock()
+		d.m.changed()
 		return nil
 	})
 }

@@ -35,6 +35,7 @@ func (m *Manager) Create(j *jails.Jail, drv *Driver, unit int, origin Origin, ow
 		return d, err
 	}
 	m.emit(j, Event{Kind: Created, Device: d, Name: d.DevName()})
+	m.changed()
 	return d, nil
 }
 
@@ -202,6 +203,7 @@ func (m *Manager) Destroy(d *Device) error {
 	}
 	revoked := d.beginDestroyLocked()
 	d.mu.Unlock()
+	m.changed()
 	return m.finishDestroy(d, revoked)
 }
 
@@ -267,6 +269,7 @@ func (m *Manager) finishDestroy(d *Device, revoked *Handle) error {
 	d.mu.Unlock()
 	d.jail.Release()
 	d.Rel(RefNode)
+	m.changed()
 	if err != nil {
 		return fmt.Errorf("destroy %s: close: %w", d.DevName(), err)
 	}
@@ -409,6 +412,7 @@ func (d *Device) Open(pid int) (*Handle, error) {
 		}
 	}
 	go h.watch()
+	d.m.changed()
 	return h, nil
 }
 
@@ -466,6 +470,7 @@ func (h *Handle) Close() {
 	d.open = nil
 	d.openPid = 0
 	d.mu.Unlock()
+	d.m.changed()
 	if transient {
 		d.m.debugf("close %s: transient, destroying", d.DevName())
 		var err error

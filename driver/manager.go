@@ -102,6 +102,8 @@ type Manager struct {
 	freeze  freezer      // a planned restart's stop of packet I/O (freeze.go)
 	// heldElsewhere: the holder keeps a dup of every TUN fd (freeze.go).
 	heldElsewhere atomic.Bool
+	// onChange is SetOnChange's function (state.go), nil when none.
+	onChange atomic.Pointer[func()]
 
 	mu        sync.Mutex // guards the fields below
 	units     map[unitKey]*unitSet
@@ -109,6 +111,9 @@ type Manager struct {
 	all       map[*Device]struct{} // every device not yet freed
 	listeners map[*jails.Jail]map[int]Listener
 	nextLis   int
+	// pending are the dying devices Restore registered, whose destroy
+	// FinishRestore finishes (state.go).
+	pending []*Device
 
 	deregister func()
 }

@@ -2,6 +2,7 @@ package driver
 
 import (
 	"fmt"
+	"sync"
 
 	"github.com/tundevfs/tundevfs/jails"
 )
@@ -21,8 +22,11 @@ type renameWatch struct {
 	l    Links  // the jail's links, closed only after stop
 	stop func() // ends the watch and waits for its goroutine
 
-	// announced is the alias last announced per device (absent: none).
-	// Only the watch's goroutine touches it.
+	// mu guards announced, the alias last announced per device (absent:
+	// none): the watch's goroutine and a restore (learn) touch it. It is
+	// taken before Device.mu, never with Manager.mu held, and no event is
+	// emitted under it.
+	mu        sync.Mutex
 	announced map[*Device]string
 }
 
@@ -65,16 +69,19 @@ func (w *renameWatch) Resync() {
 // announce emits Renamed when the device's alias differs from the one last
 // announced.
 func (w *renameWatch) announce(d *Device) {
+	w.mu.Lock()
 	for old := range w.announced {
 		if !old.Alive() {
 			delete(w.announced, old)
 		}
 	}
 	if !d.Alive() {
+		w.mu.Unlock()
 		return
 	}
 	cur, prev := d.alias(), w.announced[d]
 	if cur == prev {
+		w.mu.Unlock()
 		return
 	}
 	if cur == "" {
@@ -82,8 +89,20 @@ func (w *renameWatch) announce(d *Device) {
 	} else {
 		w.announced[d] = cur
 	}
+	w.mu.Unlock()
 	w.m.debugf("rename %s: %q -> %q", d.DevName(), prev, cur)
 	w.m.emit(w.js.jail, Event{Kind: Renamed, Device: d, Name: d.DevName(), Alias: cur, OldAlias: prev})
+}
+
+// learn records d's alias as announced, for a device restored from the
+// state of a dead server, whose filesystem shows the alias already: the
+// next rename then announces it as the old one.
+func (w *renameWatch) learn(d *Device) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if a := d.alias(); a != "" {
+		w.announced[d] = a
+	}
 }
 
 // alias is the interface's name when it is not the node name and may be
@@ -105,6 +124,7 @@ func (d *Device) syncName(name string) {
 	d.mu.Unlock()
 	if changed {
 		d.m.renamed(d)
+		d.m.changed()
 	}
 }
 

@@ -105,7 +105,9 @@ func (l *fakeLink) gone() bool {
 // name if index is 0.
 func (s *fakeStack) liveLocked(ns *fakeLinks, index int, name string) (*fakeLink, error) {
 	for _, l := range s.links {
-		if l.ns != ns || l.gone() {
+		// A jail's namespace is the same for every manager that
+		// attaches to it (a restored one too).
+		if l.ns.jail != ns.jail || l.gone() {
 			continue
 		}
 		if (index != 0 && l.Index == index) || (index == 0 && l.Name == name) {
@@ -222,7 +224,7 @@ func (f *fakeLinks) SetOffload(fd int, on bool) error {
 		return err
 	}
 	for _, l := range s.links {
-		if l.ns == f && l.mine == fd && !l.gone() {
+		if l.ns.jail == f.jail && l.mine == fd && !l.gone() {
 			l.offload = on
 			return nil
 		}
@@ -277,9 +279,14 @@ func (s *fakeStack) rename(d *Device, to string) {
 	s.mu.Lock()
 	l := s.links[d.ifindex]
 	l.Name = to
-	ev := l.ns.ev
+	var evs []LinkEvents
+	for _, ns := range s.ns {
+		if ns.jail == l.ns.jail && ns.ev != nil {
+			evs = append(evs, ns.ev)
+		}
+	}
 	s.mu.Unlock()
-	if ev != nil {
+	for _, ev := range evs {
 		ev.Renamed(l.Index, to)
 	}
 }

@@ -6,8 +6,9 @@
 #   replace github.com/hanwen/go-fuse/v2 => ./.build/go-fuse
 # in go.mod. See patches/README.md.
 #
-# Applies every patches/go-fuse-$version-*.patch, in the order of their
-# names' sort: -poll (FUSE_POLL), then -uring (FUSE over io_uring).
+# Applies the patches/go-fuse-$version-*.patch listed below, in this order:
+# -poll (FUSE_POLL), -uring (FUSE over io_uring), then -takeover (serve a
+# connection another server initialized; FUSE_NOTIFY_RESEND).
 #
 # Idempotent: DEST holds a stamp with the sha256 over all the patches, and
 # the copy is only rebuilt when one changed. Needs go, patch, sha256sum, cp.
@@ -21,7 +22,8 @@ die() { echo "gofuse-patched: $*" >&2; exit 1; }
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 # The order matters: each patch applies on top of the ones before.
-patchfiles=("$root/patches/go-fuse-$version-poll.patch" "$root/patches/go-fuse-$version-uring.patch")
+patchfiles=("$root/patches/go-fuse-$version-poll.patch" "$root/patches/go-fuse-$version-uring.patch"
+	"$root/patches/go-fuse-$version-takeover.patch")
 dest=${1:-$root/.build/go-fuse}
 dest=${dest%/}
 [ -n "$dest" ] || die "refusing to use / as destination"
