@@ -158,7 +158,7 @@ func (c *blockingCall) result(t *testing.T) (int, error) {
 func stateOf(st daemon.Status) string {
 	var lines []string
 	for _, j := range st.Jails {
-		lines = append(lines, fmt.Sprintf("jail %d %s %s %s persist=%v holds=%d devices=%d", j.JID, j.Name, j.State, j.Netns, j.Persist, j.Holds, j.Devices))
+		lines = append(lines, fmt.Sprintf("jail %d %s %s netns=%d persist=%v holds=%d devices=%d", j.JID, j.Name, j.State, j.NetnsID, j.Persist, j.Holds, j.Devices))
 	}
 	for _, m := range st.Mounts {
 		lines = append(lines, fmt.Sprintf("mount %s %s %s %s", m.Dir, m.Jail, m.Mode, m.Transport))
@@ -223,7 +223,11 @@ func killServer(t *testing.T, d *itest.Daemon) time.Duration {
 func TestKill9ServerClientsCarryOn(t *testing.T) {
 	itest.RequirePrivileged(t)
 	ns := itest.NewNetns(t)
-	d := itest.StartDaemon(t, ns)
+	var args []string
+	if os.Getenv("TUNDEVFS_TEST_DEBUG") == "1" {
+		args = append(args, "--debug") // every FUSE request in the log
+	}
+	d := itest.StartDaemon(t, ns, args...)
 	dir := d.Mount(t, "")
 	w := openCrashDev(t, ns, dir, 1)
 	r := openCrashDev(t, ns, dir, 2)

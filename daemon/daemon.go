@@ -515,6 +515,7 @@ func (d *Daemon) mount(j *jails.Jail, dir string, opts fs.Options, internal bool
 	d.saveState() // recorded before it exists: a kill -9 may come any time
 
 	opts.Logger = d.logger
+	opts.Journal = d.journal
 	m, err := fs.MountDir(d.devices, d.clones, j, dir, opts)
 	d.mu.Lock()
 	if err != nil {

@@ -41,7 +41,7 @@ type serverState struct {
 	NextIno  uint64               `json:"next_ino"`
 	Devices  []driver.DeviceState `json:"devices,omitempty"`
 	Mounts   []mountRecord        `json:"mounts,omitempty"`
-	Knobs    map[string]int       `json:"knobs,omitempty"`
+	Knobs    map[string]int64     `json:"knobs,omitempty"`
 }
 
 type jailRecord struct {
@@ -99,7 +99,7 @@ func (d *Daemon) snapshot() (*serverState, map[string]fdSource) {
 	fds := map[string]fdSource{
 		ctlKey: func() (*os.File, error) { return d.ln.File() },
 	}
-	st := &serverState{Version: stateVersion, Started: d.started, Knobs: map[string]int{}}
+	st := &serverState{Version: stateVersion, Started: d.started, Knobs: map[string]int64{}}
 	k := d.devices.Knobs()
 	for _, name := range k.Names() {
 		if v, err := k.Get(name); err == nil {
@@ -145,7 +145,15 @@ func (d *Daemon) snapshot() (*serverState, map[string]fdSource) {
 		if dev == nil {
 			continue
 		}
-		fds[tunKey(ds.Ino)] = func() (*os.File, error) { return dupFile(dev.File(), "tun") }
+		if ds.Dying {
+			continue // destroy deletes the interface; the holder lets go
+		}
+		fds[tunKey(ds.Ino)] = func() (*os.File, error) {
+			if f := dev.File(); f != nil {
+				return f, nil
+			}
+			return nil, fmt.Errorf("device %s: dying", dev.DevName())
+		}
 	}
 	for _, m := range mounts {
 		select {
@@ -154,7 +162,13 @@ func (d *Daemon) snapshot() (*serverState, map[string]fdSource) {
 		default:
 		}
 		st.Mounts = append(st.Mounts, mountRecord{Internal: internal[m], State: m.Export()})
-		fds[fuseKey(m.Dir())] = func() (*os.File, error) { return dupFd(m.DevFD(), "fuse") }
+		fds[fuseKey(m.Dir())] = func() (*os.File, error) {
+			fd, err := m.DupDevFD()
+			if err != nil {
+				return nil, err
+			}
+			return os.NewFile(uintptr(fd), "fuse"), nil
+		}
 	}
 	sort.Slice(st.Mounts, func(a, b int) bool { return st.Mounts[a].State.Dir < st.Mounts[b].State.Dir })
 	return st, fds
@@ -334,7 +348,7 @@ func (d *Daemon) restore(st *serverState, fds map[string]*os.File) {
 	d.started = st.Started
 	k := d.devices.Knobs()
 	for name, v := range st.Knobs {
-		if err := k.Set(name, strconv.Itoa(v)); err != nil {
+		if err := k.Set(name, strconv.FormatInt(v, 10)); err != nil {
 			d.logger.Printf("take over: knob %s: %v", name, err)
 		}
 	}
@@ -436,6 +450,9 @@ func (d *Daemon) restore(st *serverState, fds map[string]*os.File) {
 		if !claimed[ino] {
 			h.Close() // its file's mount is gone: the last close
 		}
+	}
+	if err := d.devices.FinishRestore(); err != nil {
+		d.logger.Printf("take over: %v", err)
 	}
 }
 

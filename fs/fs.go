@@ -145,10 +145,14 @@ type Mount struct {
 	handles map[uint64]*driver.Handle
 	// khs are the kernel's poll handles of the open files polled so
 	// far, by file handle, for a server that takes over (state.go).
-	khs    map[uint64]uint64
-	dirs   map[uint64][]fuse.DirEntry
-	nextFh uint64
-	closed bool
+	khs  map[uint64]uint64
+	dirs map[uint64][]fuse.DirEntry
+	// replays are the acts remembered for resent requests, by unique,
+	// oldest first in replayOrder (replay.go).
+	replays     map[uint64]ReplayState
+	replayOrder []uint64
+	nextFh      uint64
+	closed      bool
 	// revoked: Unmount has closed the open files (every handle is gone
 	// from handles); requests on them answer ENXIO.
 	revoked bool

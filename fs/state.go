@@ -58,6 +58,9 @@ type MountState struct {
 	Nodes        []NodeState    `json:"nodes,omitempty"`
 	Files        []FileState    `json:"files,omitempty"`
 	NextFh       uint64         `json:"next_fh"`
+	// Replays are the acts remembered for resent requests, oldest
+	// first (replay.go).
+	Replays []ReplayState `json:"replays,omitempty"`
 }
 
 // NodeState is a node the kernel knows (a device node or an alias) and
@@ -106,9 +109,9 @@ func (mnt *Mount) Export() MountState {
 	return st
 }
 
-// DevFD is the mount's /dev/fuse fd, for the holder to keep a dup of. The
-// caller must not close it.
-func (mnt *Mount) DevFD() int { return mnt.server.DevFD() }
+// DupDevFD returns a duplicate of the mount's /dev/fuse fd, for the
+// holder to keep; the caller owns it.
+func (mnt *Mount) DupDevFD() (int, error) { return mnt.server.DupFD() }
 
 // Options returns the options a restored mount takes from st; the caller
 // adds what is not data (JailOf, Logger, Journal, Debug).
@@ -200,6 +203,11 @@ func RestoreMount(m *driver.Manager, clones *clonehandler.Registry, j *jails.Jai
 	} else {
 		mnt.unsub = m.Subscribe(j, mnt.onEvent)
 	}
+	// Before Serve: the requests the dead server read wait in the
+	// kernel's queue, and none this server reads comes twice.
+	if code := server.NotifyResend(); !code.Ok() {
+		mnt.logger.Printf("restore mount %s: resend: %v", st.Dir, code)
+	}
 	go func() {
 		server.Serve()
 		mnt.teardown()
@@ -210,9 +218,6 @@ func RestoreMount(m *driver.Manager, clones *clonehandler.Registry, j *jails.Jai
 		return nil, fmt.Errorf("restore mount %s: %w", st.Dir, err)
 	}
 	mnt.connID = mountConnID(st.Dir)
-	if code := server.NotifyResend(); !code.Ok() {
-		mnt.logger.Printf("restore mount %s: resend: %v", st.Dir, code)
-	}
 	for _, kh := range khs {
 		server.PollNotify(kh)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
 	"os"
@@ -65,7 +66,14 @@ func runHolder(socket string, guard crashGuard) error {
 			}
 		}
 	}()
-	return h.Run(ctx)
+	err = h.Run(ctx)
+	if errors.Is(err, holder.ErrCrashLoop) {
+		// Said why; exit status 3 tells systemd not to start it again
+		// (RestartPreventExitStatus=3).
+		logger.Printf("%v: shut down", err)
+		os.Exit(3)
+	}
+	return err
 }
 
 // runServer is the server process under a holder: the daemon, which takes
