@@ -240,7 +240,7 @@ func New(opts Options) (*Daemon, error) {
 	d.unregFP = d.jails.RegisterRemove(d.fast.removeJail)
 	d.fast.addJail(d.jails.Host(), !d.jails.Host().Settings().NoFastPath)
 	if prev != nil {
-		d.restore(prev, prevFds)
+		d.restore(prev, prevFds, have)
 	}
 	d.saveState()
 	if opts.NetnsDev != "" && d.mountAt(opts.NetnsDev) == nil {

@@ -333,16 +333,21 @@ func takeListener(fds map[string]*os.File) (*net.UnixListener, error) {
 // restore rebuilds what st describes from the fds the holder kept: jails,
 // then devices, then mounts. What cannot be rebuilt (an fd missing) is
 // dropped and logged; the fds left over are closed.
-func (d *Daemon) restore(st *serverState, fds map[string]*os.File) {
+func (d *Daemon) restore(st *serverState, fds map[string]*os.File, have map[string]bool) {
 	take := func(key string) *os.File {
 		f := fds[key]
 		delete(fds, key)
 		return f
 	}
 	defer func() {
+		// What the dead server handed over but never saved in a
+		// state: the holder lets go too, before any key is used again.
 		for key, f := range fds {
-			d.logger.Printf("take over: %s not in the state; closed", key)
 			f.Close()
+			if err := d.opts.Holder.DelFD(key); err != nil {
+				d.logger.Printf("take over: drop %s: %v", key, err)
+			}
+			delete(have, key)
 		}
 	}()
 	d.started = st.Started
@@ -390,7 +395,7 @@ func (d *Daemon) restore(st *serverState, fds map[string]*os.File) {
 			if f != nil {
 				f.Close()
 			}
-			d.logger.Printf("take over: device %s%d: its jail or fd is gone; dropped", ds.Driver, ds.Unit)
+			// Destroyed while the snapshot was taken: gone.
 			continue
 		}
 		_, h, err := d.devices.Restore(j, ds, f)
@@ -403,6 +408,7 @@ func (d *Daemon) restore(st *serverState, fds map[string]*os.File) {
 		}
 	}
 	claimed := map[uint64]bool{}
+	var restored []*fs.Mount
 	for _, rec := range st.Mounts {
 		ms := rec.State
 		f := take(fuseKey(ms.Dir))
@@ -438,6 +444,7 @@ func (d *Daemon) restore(st *serverState, fds map[string]*os.File) {
 			}
 			continue
 		}
+		restored = append(restored, m)
 		forgotten := make(chan struct{})
 		d.mu.Lock()
 		d.mounts[ms.Dir] = m
@@ -453,6 +460,13 @@ func (d *Daemon) restore(st *serverState, fds map[string]*os.File) {
 	}
 	if err := d.devices.FinishRestore(); err != nil {
 		d.logger.Printf("take over: %v", err)
+	}
+	// Only now, with everything back, the kernel resends what the dead
+	// server had read, and the mounts serve.
+	for _, m := range restored {
+		if err := m.Start(); err != nil {
+			d.logger.Printf("take over: %v", err)
+		}
 	}
 }
 

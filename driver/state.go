@@ -247,6 +247,11 @@ func (m *Manager) restore(j *jails.Jail, drv *Driver, st DeviceState, f *os.File
 	} else {
 		ifname = l.Name
 	}
+	if detached(int(f.Fd())) {
+		// The dead server had deleted the interface (a destroy under
+		// way) after its last snapshot: finish the destroy.
+		st.Dying = true
+	}
 	fast := st.Open != nil && st.Open.Fast
 	var file *os.File
 	fd := int(f.Fd())
@@ -346,6 +351,16 @@ func (m *Manager) restore(j *jails.Jail, drv *Driver, st DeviceState, f *os.File
 		go h.watch()
 	}
 	return d, h, nil
+}
+
+// detached says whether the TUN fd no longer has an interface: it was
+// deleted under it (TUNGETIFF answers EBADFD).
+func detached(fd int) bool {
+	ifr, err := unix.NewIfreq("")
+	if err != nil {
+		return false
+	}
+	return errors.Is(unix.IoctlIfreq(fd, unix.TUNGETIFF, ifr), unix.EBADFD)
 }
 
 // pollable returns f if Go's poller has it (the watcher waits there and

@@ -151,8 +151,12 @@ type Mount struct {
 	// oldest first in replayOrder (replay.go).
 	replays     map[uint64]ReplayState
 	replayOrder []uint64
-	nextFh      uint64
-	closed      bool
+	// Set by RestoreMount for Start: entries to invalidate, pollers to
+	// wake.
+	staleNodes []NodeState
+	pendingKhs []uint64
+	nextFh     uint64
+	closed     bool
 	// revoked: Unmount has closed the open files (every handle is gone
 	// from handles); requests on them answer ENXIO.
 	revoked bool
@@ -214,10 +218,7 @@ func MountDir(m *driver.Manager, clones *clonehandler.Registry, j *jails.Jail, d
 	} else {
 		mnt.unsub = m.Subscribe(j, mnt.onEvent)
 	}
-	go func() {
-		server.Serve()
-		mnt.teardown()
-	}()
+	go mnt.serve()
 	if err := server.WaitMount(); err != nil {
 		server.Unmount()
 		<-mnt.done
@@ -225,6 +226,12 @@ func MountDir(m *driver.Manager, clones *clonehandler.Registry, j *jails.Jail, d
 	}
 	mnt.connID = mountConnID(dir)
 	return mnt, nil
+}
+
+// serve serves the mount until it ends, then tears it down.
+func (mnt *Mount) serve() {
+	mnt.server.Serve()
+	mnt.teardown()
 }
 
 // mountOptions are the go-fuse options of every mount, also of one a new

@@ -56,6 +56,18 @@ type entry struct {
 	lookups uint64
 }
 
+// name is the entry's name in the directory: the device node's name, or
+// the alias's (the interface's name).
+func (e *entry) name() string {
+	switch n := e.counted.(type) {
+	case devNode:
+		return n.d.DevName()
+	case aliasNode:
+		return n.d.Name()
+	}
+	return ""
+}
+
 // fixedNodes makes the nodes that live as long as the mount: the root
 // directory, owned by owner, the cloning links and, with std, the
 // standard devices.

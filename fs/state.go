@@ -68,6 +68,9 @@ type MountState struct {
 type NodeState struct {
 	ID      uint64 `json:"id"`
 	Lookups uint64 `json:"lookups"`
+	// Name is the node's name in the directory, for the invalidation of
+	// a node whose device did not come back.
+	Name string `json:"name,omitempty"`
 }
 
 // FileState is an open device file: its file handle, the device's inode,
@@ -94,7 +97,7 @@ func (mnt *Mount) Export() MountState {
 	}
 	mnt.mu.Lock()
 	for id, e := range mnt.nodes {
-		st.Nodes = append(st.Nodes, NodeState{ID: id, Lookups: e.lookups})
+		st.Nodes = append(st.Nodes, NodeState{ID: id, Lookups: e.lookups, Name: e.name()})
 	}
 	for fh, h := range mnt.handles {
 		st.Files = append(st.Files, FileState{Fh: fh, Ino: h.Device().Ino(), Kh: mnt.khs[fh]})
@@ -125,13 +128,12 @@ func (st MountState) Options() Options {
 	}
 }
 
-// RestoreMount serves the mounted connection of fd (RestoreMount owns it)
-// as the mount st describes, for jail j: nodes come back with their
+// RestoreMount rebuilds, on the mounted connection of fd (RestoreMount
+// owns it), the mount st describes (Start serves it), for jail j: nodes come back with their
 // lookups (and the device references they hold), open files with the
 // driver handles that handleOf finds by device inode. A node or file
 // whose device is no longer there is dropped: the kernel's next request
-// on it gets ENOENT or EBADF. It then asks the kernel to resend what the
-// dead server had read and wakes every poller, which polls again.
+// on it gets ENOENT or EBADF.
 func RestoreMount(m *driver.Manager, clones *clonehandler.Registry, j *jails.Jail, st MountState, fd int, handleOf func(ino uint64) *driver.Handle, opts Options) (*Mount, error) {
 	if opts.Logger == nil {
 		opts.Logger = log.Default()
@@ -160,6 +162,9 @@ func RestoreMount(m *driver.Manager, clones *clonehandler.Registry, j *jails.Jai
 	for _, ns := range st.Nodes {
 		d := m.ByIno(ns.ID &^ aliasBit)
 		if d == nil || ns.Lookups == 0 {
+			if ns.Name != "" {
+				mnt.staleNodes = append(mnt.staleNodes, ns)
+			}
 			continue
 		}
 		var n counted = devNode{d}
@@ -203,25 +208,37 @@ func RestoreMount(m *driver.Manager, clones *clonehandler.Registry, j *jails.Jai
 	} else {
 		mnt.unsub = m.Subscribe(j, mnt.onEvent)
 	}
-	// Before Serve: the requests the dead server read wait in the
-	// kernel's queue, and none this server reads comes twice.
+	mnt.pendingKhs = khs
+	return mnt, nil
+}
+
+// Start serves a restored mount. Before Serve, the kernel is asked to
+// resend what the dead server read: those requests wait in its queue, and
+// none this server reads comes twice. Then the entries of nodes that did
+// not come back are invalidated (their devices went while no server ran),
+// and every poller is woken to poll again. The daemon calls it once every
+// mount and device is back, so that a resent request finds them all.
+func (mnt *Mount) Start() error {
+	server := mnt.server
 	if code := server.NotifyResend(); !code.Ok() {
-		mnt.logger.Printf("restore mount %s: resend: %v", st.Dir, code)
+		mnt.logger.Printf("restore mount %s: resend: %v", mnt.dir, code)
 	}
-	go func() {
-		server.Serve()
-		mnt.teardown()
-	}()
+	go mnt.serve()
 	if err := server.WaitMount(); err != nil {
 		server.Unmount()
 		<-mnt.done
-		return nil, fmt.Errorf("restore mount %s: %w", st.Dir, err)
+		return fmt.Errorf("restore mount %s: %w", mnt.dir, err)
 	}
-	mnt.connID = mountConnID(st.Dir)
-	for _, kh := range khs {
+	mnt.connID = mountConnID(mnt.dir)
+	for _, n := range mnt.staleNodes {
+		server.DeleteNotify(fuse.FUSE_ROOT_ID, n.ID, n.Name)
+	}
+	mnt.staleNodes = nil
+	for _, kh := range mnt.pendingKhs {
 		server.PollNotify(kh)
 	}
-	return mnt, nil
+	mnt.pendingKhs = nil
+	return nil
 }
 
 // dropRestored gives back what RestoreMount took before its server failed.
