@@ -13,7 +13,7 @@ TESTFLAGS ?= -count=1 -timeout 30m
 all: build
 
 # The patched go-fuse copy that go.mod's replace points at.
-$(GOFUSE): patches/go-fuse-v2.12.1-poll.patch patches/go-fuse-v2.12.1-uring.patch scripts/gofuse-patched.sh
+$(GOFUSE): patches/go-fuse-v2.12.1-poll.patch patches/go-fuse-v2.12.1-uring.patch patches/go-fuse-v2.12.1-takeover.patch scripts/gofuse-patched.sh
 	scripts/gofuse-patched.sh
 
 build: $(GOFUSE)
