@@ -242,6 +242,19 @@ func TestStateRoundTrip(t *testing.T) {
 		devs[d.Ino()] = d
 		handles[d.Ino()] = h
 	}
+	// Units and jail holds are taken as creation takes them.
+	perJail := make(map[*jails.Jail]int)
+	for _, st := range states {
+		perJail[jailByID[st.Jail]]++
+	}
+	if b.UnitsInUse() != len(states) {
+		t.Fatalf("%d units in use after restoring %d devices", b.UnitsInUse(), len(states))
+	}
+	for j, n := range holds {
+		if j.Holds() != n+perJail[j] {
+			t.Fatalf("jail %s holds %d after restoring %d devices, %d before", j.Name(), j.Holds(), perJail[j], n)
+		}
+	}
 	// The fs restore takes a RefKernel per lookup it restores.
 	devs[vm.Ino()].Ref(RefKernel)
 
