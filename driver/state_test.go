@@ -215,7 +215,10 @@ func TestStateRoundTrip(t *testing.T) {
 	var states []DeviceState
 	must(json.Unmarshal(jsA, &states))
 	b := newManager(e.reg, log.New(io.MultiWriter(e.log), "", 0), e.stack)
-	t.Cleanup(b.Close) // after the registry's shutdown (cleanups run last first)
+	t.Cleanup(func() {
+		e.reg.Shutdown() // destroys B's devices; a second Shutdown does nothing
+		b.Close()
+	})
 	b.SetNextIno(nextA)
 	jailByID := make(map[int]*jails.Jail)
 	for _, j := range e.reg.List() {
@@ -587,4 +590,41 @@ func openIt(v *stateEnv) {
 	}
 	v.e.t.Cleanup(h.Close)
 	v.h = h
+}
+
+// TestStateRenameWhileDown: an interface renamed while no server ran is
+// restored under its new name, found by it, and the new manager's rename
+// watch announces it as the old alias at the next rename.
+func TestStateRenameWhileDown(t *testing.T) {
+	e := newFakeEnv(t)
+	d := e.create(Tun, 0)
+	states, next := e.m.Export()
+	f := d.File()
+	e.m.abandon()
+	e.stack.rename(d, "lan5") // nobody watches
+
+	b := newManager(e.reg, log.New(io.MultiWriter(e.log), "", 0), e.stack)
+	t.Cleanup(func() {
+		e.reg.Shutdown() // destroys B's devices; a second Shutdown does nothing
+		b.Close()
+	})
+	b.SetNextIno(next)
+	mustOK(t, b.Attach(e.host))
+	events := make(chan Event, 4)
+	unsub := b.Subscribe(e.host, func(ev Event) { events <- ev })
+	defer unsub()
+	rd, _, err := b.Restore(e.host, states[0], f)
+	mustOK(t, err)
+	if rd.Name() != "lan5" || b.Lookup(e.host, "lan5") != rd || b.Lookup(e.host, "tun0") != rd {
+		t.Fatalf("restored %s named %s; lookups lan5 %v, tun0 %v", rd.DevName(), rd.Name(), b.Lookup(e.host, "lan5"), b.Lookup(e.host, "tun0"))
+	}
+	e.stack.rename(rd, "lan6")
+	select {
+	case ev := <-events:
+		if ev.Kind != Renamed || ev.OldAlias != "lan5" || ev.Alias != "lan6" {
+			t.Errorf("event %+v, want the rename lan5 -> lan6", ev)
+		}
+	case <-time.After(testenv.WaitTimeout):
+		t.Fatal("no Renamed event")
+	}
 }
