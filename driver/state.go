@@ -229,12 +229,19 @@ func (m *Manager) Restore(j *jails.Jail, st DeviceState, f *os.File) (dev *Devic
 }
 
 // restore builds the device and registers it; on error it has taken
-// nothing (the caller releases the jail and closes f).
+// nothing and closed what it made of f (the caller releases the jail and
+// closes f).
 func (m *Manager) restore(j *jails.Jail, drv *Driver, st DeviceState, f *os.File) (*Device, *Handle, error) {
 	name := drv.UnitName(st.Unit)
 	what := "restore " + name
 	m.mu.Lock()
 	js, err := m.jailStateLocked(j)
+	var links Links
+	if err == nil {
+		if links = js.links; links == nil { // the jail's cloners detached
+			err = ErrDetached
+		}
+	}
 	m.mu.Unlock()
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s in jail %s: %w", what, j.Name(), err)
@@ -242,7 +249,7 @@ func (m *Manager) restore(j *jails.Jail, drv *Driver, st DeviceState, f *os.File
 	// The interface may have been renamed while no server watched:
 	// the kernel has its name (no lock held: a netlink round trip).
 	ifname := st.Name
-	if l, err := js.links.Link(st.Ifindex); err != nil {
+	if l, err := links.Link(st.Ifindex); err != nil {
 		m.logf("%s: %v (keeping the name %s)", what, err, st.Name)
 	} else {
 		ifname = l.Name
