@@ -628,3 +628,102 @@ func TestStateRenameWhileDown(t *testing.T) {
 		t.Fatal("no Renamed event")
 	}
 }
+
+// takeover exports e's manager, abandons it as a crash does, and restores
+// every device into a new manager, returned with the restored handles by
+// inode number. before runs between the export and the abandon.
+func takeover(t *testing.T, e *fakeEnv, before func()) (*Manager, map[uint64]*Handle) {
+	t.Helper()
+	states, next := e.m.Export()
+	files := make(map[uint64]*os.File)
+	for _, d := range e.m.All() {
+		files[d.Ino()] = dupFile(t, d)
+	}
+	if before != nil {
+		before()
+	}
+	e.m.abandon()
+	b := newManager(e.reg, log.New(io.MultiWriter(e.log), "", 0), e.stack)
+	t.Cleanup(func() {
+		e.reg.Shutdown()
+		b.Close()
+	})
+	b.SetNextIno(next)
+	mustOK(t, b.Attach(e.host))
+	handles := make(map[uint64]*Handle)
+	for _, st := range states {
+		_, h, err := b.Restore(e.host, st, files[st.Ino])
+		mustOK(t, err)
+		handles[st.Ino] = h
+	}
+	return b, handles
+}
+
+// TestStateDyingOpen: a device destroyed while open is restored dying with
+// its handle revoked; FinishRestore takes it to dead, and the handle's
+// close frees it.
+func TestStateDyingOpen(t *testing.T) {
+	e := newFakeEnv(t)
+	d, _ := e.open(Tun)
+	mustOK(t, d.enter(nil))
+	destroyed := make(chan error, 1)
+	go func() { destroyed <- e.m.Destroy(d) }()
+	if !waitUntil(func() bool { return !d.Alive() }) {
+		t.Fatal("destroy did not start")
+	}
+	b, handles := takeover(t, e, nil)
+	d.exit()
+	mustOK(t, <-destroyed)
+	h := handles[d.Ino()]
+	if h == nil {
+		t.Fatal("no handle restored")
+	}
+	if _, err := h.Read(nil, make([]byte, 100), false); !errors.Is(err, ErrGone) {
+		t.Errorf("read of a revoked handle: %v, want ErrGone", err)
+	}
+	mustOK(t, b.FinishRestore())
+	rd := h.Device()
+	if info := rd.Info(); info.State != "dead" || info.Refs.Open != 1 || info.Refs.Total != 1 || !e.stack.link(rd).gone() {
+		t.Errorf("after FinishRestore: %+v", info)
+	}
+	h.Close()
+	if n := len(b.All()); n != 0 || b.UnitsInUse() != 0 {
+		t.Errorf("%d devices, %d units left after the close", n, b.UnitsInUse())
+	}
+}
+
+// TestStateFastReopen: a device restored on the fast path carries no
+// packets; once closed and opened again it does, as in the old server.
+func TestStateFastReopen(t *testing.T) {
+	e := newFakeEnv(t)
+	d := e.create(Tun, -1)
+	h, err := d.Open(1)
+	mustOK(t, err)
+	fd, err := h.FastPath()
+	mustOK(t, err)
+	unix.Close(fd)
+	b, handles := takeover(t, e, nil)
+	hb := handles[d.Ino()]
+	rd := hb.Device()
+	if !rd.OnFastPath() || !rd.Info().FastPath {
+		t.Fatalf("restored device not on the fast path: %+v", rd.Info())
+	}
+	if _, err := hb.Write(ipv4(40)); !errors.Is(err, ErrFastPath) {
+		t.Errorf("write on the fast path: %v, want ErrFastPath", err)
+	}
+	hb.Close()
+	h2, err := rd.Open(2)
+	mustOK(t, err)
+	defer h2.Close()
+	if _, err := unix.Write(e.stack.peer(rd), ipv4(41)); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 100)
+	n, err := h2.Read(nil, buf, false)
+	if err != nil || !bytes.Equal(buf[:n], ipv4(41)) {
+		t.Errorf("read after reopening: %x, %v", buf[:n], err)
+	}
+	if b.Lookup(e.host, rd.DevName()) != rd {
+		t.Error("lookup of the restored device")
+	}
+}
