@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"reflect"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -174,6 +175,17 @@ func TestStateRoundTrip(t *testing.T) {
 	must(hVm.SetTransient(true, true))
 	// two devices in a jail whose limit is 3
 	inLim := []*Device{mk(lim, Tap, 1, IfconfigCreate), mk(lim, Tap, 2, IfconfigCreate)}
+	// dead, still looked up by the kernel; dead under its open file;
+	// dead and looked up, a lookup the fs restore will not give back
+	deadRef := mk(e.host, Tun, 6, IfconfigCreate)
+	deadRef.Ref(RefKernel)
+	must(a.Destroy(deadRef))
+	deadOpen := mk(e.host, Tun, 7, IfconfigCreate)
+	open(deadOpen, 500)
+	must(a.Destroy(deadOpen))
+	deadLost := mk(e.host, Tap, 8, IfconfigCreate)
+	deadLost.Ref(RefKernel)
+	must(a.Destroy(deadLost))
 	// dying: an operation in flight holds its destroy
 	dying := mk(e.host, Tun, 4, IfconfigCreate)
 	must(dying.enter(nil))
@@ -185,13 +197,16 @@ func TestStateRoundTrip(t *testing.T) {
 
 	statesA, nextA := a.Export()
 	jsA := jsonStates(t, statesA)
-	if len(statesA) != 9 {
-		t.Fatalf("export of %d devices, want 9:\n%s", len(statesA), jsA)
+	if len(statesA) != 12 {
+		t.Fatalf("export of %d devices, want 12:\n%s", len(statesA), jsA)
 	}
 	infoA := make(map[uint64]Info)
 	files := make(map[uint64]*os.File)
 	for _, d := range a.All() {
 		infoA[d.Ino()] = d.Info()
+		if !d.Alive() && d != dying {
+			continue // dead: no fd
+		}
 		if d == dying {
 			files[d.Ino()] = dupFile(t, d)
 			continue
@@ -248,10 +263,12 @@ func TestStateRoundTrip(t *testing.T) {
 	// Units and jail holds are taken as creation takes them.
 	perJail := make(map[*jails.Jail]int)
 	for _, st := range states {
-		perJail[jailByID[st.Jail]]++
+		if !st.Dead {
+			perJail[jailByID[st.Jail]]++
+		}
 	}
-	if b.UnitsInUse() != len(states) {
-		t.Fatalf("%d units in use after restoring %d devices", b.UnitsInUse(), len(states))
+	if b.UnitsInUse() != 9 {
+		t.Fatalf("%d units in use after restoring 9 devices that are not dead", b.UnitsInUse())
 	}
 	for j, n := range holds {
 		if j.Holds() != n+perJail[j] {
@@ -260,14 +277,18 @@ func TestStateRoundTrip(t *testing.T) {
 	}
 	// The fs restore takes a RefKernel per lookup it restores.
 	devs[vm.Ino()].Ref(RefKernel)
+	devs[deadRef.Ino()].Ref(RefKernel)
 
 	statesB, nextB := b.Export()
 	if jsB := jsonStates(t, statesB); !bytes.Equal(jsA, jsB) || nextB != nextA {
 		t.Errorf("export of the restored manager differs (next ino %d, was %d):\nA: %s\nB: %s", nextB, nextA, jsA, jsB)
 	}
 	for ino, want := range infoA {
-		if ino == dying.Ino() {
+		switch ino {
+		case dying.Ino():
 			want.Busy = 0 // the operation in flight was the dead server's
+		case deadLost.Ino():
+			want.Refs.Kernel, want.Refs.Total = 0, 0 // not given back
 		}
 		if got := devs[ino].Info(); !reflect.DeepEqual(got, want) {
 			t.Errorf("Info of %s:\n got %+v\nwant %+v", want.Name, got, want)
@@ -362,10 +383,22 @@ func TestStateRoundTrip(t *testing.T) {
 		t.Fatal("no Renamed event from the restored manager")
 	}
 
-	// The dying device's destroy finishes now.
+	// The dead answer as dead devices do.
+	if _, err := handles[deadOpen.Ino()].Read(nil, buf, false); !errors.Is(err, ErrGone) {
+		t.Errorf("read a dead device's handle: %v, want ErrGone", err)
+	}
+	if b.Lookup(e.host, "tun6") != nil || b.Destroy(devs[deadRef.Ino()]) == nil {
+		t.Error("a dead device is found, or destroyed again")
+	}
+
+	// The dying device's destroy finishes now, and the dead device that
+	// got no reference back is freed.
 	must(b.FinishRestore())
 	if d := devs[dying.Ino()]; d.Info().State != "dead" || b.Lookup(e.host, "tun4") != nil || !e.stack.link(d).gone() {
 		t.Errorf("dying device after FinishRestore: %+v", d.Info())
+	}
+	if slices.Contains(b.All(), devs[deadLost.Ino()]) || !slices.Contains(b.All(), devs[deadRef.Ino()]) {
+		t.Error("FinishRestore: the unreferenced dead device is still listed, or the referenced one is not")
 	}
 
 	// Everything goes: no fd, unit, jail hold or device is left.
@@ -380,6 +413,7 @@ func TestStateRoundTrip(t *testing.T) {
 		}
 	}
 	devs[vm.Ino()].Rel(RefKernel)
+	devs[deadRef.Ino()].Rel(RefKernel)
 	if n := len(b.All()); n != 0 || b.UnitsInUse() != 0 {
 		t.Errorf("%d devices and %d units left", n, b.UnitsInUse())
 	}
@@ -388,7 +422,7 @@ func TestStateRoundTrip(t *testing.T) {
 			t.Errorf("jail %s holds %d, was %d", j.Name(), j.Holds(), n)
 		}
 	}
-	for _, d := range append(inLim, closed, tunOpen, tapBatch, fast, renamed, vm, dying) {
+	for _, d := range append(inLim, closed, tunOpen, tapBatch, fast, renamed, vm, dying, deadRef, deadOpen, deadLost) {
 		if !e.stack.link(devs[d.Ino()]).gone() {
 			t.Errorf("interface of %s still there", d.DevName())
 		}
