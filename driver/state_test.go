@@ -189,6 +189,9 @@ func TestStateRoundTrip(t *testing.T) {
 	// dying: an operation in flight holds its destroy
 	dying := mk(e.host, Tun, 4, IfconfigCreate)
 	must(dying.enter(nil))
+	var exitOnce sync.Once
+	exitDying := func() { exitOnce.Do(dying.exit) }
+	t.Cleanup(exitDying) // a failure must not leave the destroy waiting
 	destroyed := make(chan error, 1)
 	go func() { destroyed <- a.Destroy(dying) }()
 	if !waitUntil(func() bool { return !dying.Alive() }) {
@@ -224,7 +227,7 @@ func TestStateRoundTrip(t *testing.T) {
 	// kernel whose last fd of it was the dead server's (the holder's dup
 	// keeps the interface).
 	a.abandon()
-	dying.exit()
+	exitDying()
 	must(<-destroyed)
 
 	var states []DeviceState
