@@ -84,6 +84,9 @@ type Device struct {
 	mode     uint32
 	fp       fastState     // the fast path (fastpath.go)
 	ready    chan struct{} // closed (and replaced) when the fd may be readable
+	// husk: restored dead (state.go), with no reference yet; Ref may
+	// still take one until FinishRestore.
+	husk bool
 
 	// Poll support (poll.go).
 	stashMu  sync.Mutex // guards stash and stashLen; held across fd reads
@@ -259,7 +262,7 @@ func (d *Device) Info() Info {
 func (d *Device) Ref(kind RefKind) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.state == devDead && d.totalRefsLocked() == 0 {
+	if d.state == devDead && d.totalRefsLocked() == 0 && !d.husk {
 		panic("driver: Ref on a freed device " + d.name)
 	}
 	d.refs[kind]++

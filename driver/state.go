@@ -6,12 +6,12 @@ package driver
 // (Export, Restore) and carries on with the same interface.
 //
 // Contract:
-//   - Export lists every alive or dying device, sorted by jail, driver and
+//   - Export lists every device not yet freed, sorted by jail, driver and
 //     unit, each read under its own Device.mu, and the highest inode
-//     number issued so far. A dead device (destroyed, still referenced by
-//     the kernel or a revoked open file) has no fd, no unit and no name
-//     left to restore: Export leaves it out, and the filesystem answers
-//     its node ids as it does those of any node it does not know.
+//     number issued so far. A dead one (destroyed, still referenced by the
+//     kernel or by the open file it was destroyed under) has no fd, unit
+//     or interface left: Restore makes it again without an fd, dead, as
+//     a husk that answers ErrGone, for the references the caller restores.
 //   - Restore registers one device from its record and a duplicate of its
 //     TUN fd: unit taken, names indexed, counted against the jail's limit
 //     when alive, RefNode and a jail hold, as Create leaves a device; the
@@ -25,7 +25,8 @@ package driver
 //   - A dying device is restored dying and its destroy is finished by
 //     FinishRestore, which the caller runs once it has taken the restored
 //     references: finishing it in Restore would free a device the caller
-//     is about to Ref.
+//     is about to Ref. FinishRestore also frees the dead ones that got no
+//     reference back.
 //   - SetOnChange's function is called, with no driver lock held, after
 //     every change of what a DeviceState records (counters aside). It runs
 //     inside device operations in flight, so it must not wait for one
@@ -62,6 +63,9 @@ type DeviceState struct {
 	GID     uint32
 	Mode    uint32
 	Dying   bool // destroy had begun: FinishRestore finishes it
+	// Dead: destroyed, and still referenced (by the kernel, or by the
+	// open file it was destroyed under); restored with no fd.
+	Dead bool
 	// The ioctl state (ioctlState): mode bits, virtio-net header length,
 	// remote MAC, baudrate, TUNSIFMODE value.
 	IocMode  uint32
@@ -86,7 +90,7 @@ type HandleState struct {
 	Fast  bool // on the fast path (hFast)
 }
 
-// Export returns every alive or dying device, sorted by jail, driver and
+// Export returns every device not yet freed, sorted by jail, driver and
 // unit, and the highest inode number issued so far (for SetNextIno).
 // Each device is read under its own lock.
 func (m *Manager) Export() (devs []DeviceState, nextIno uint64) {
@@ -112,17 +116,17 @@ func (m *Manager) Export() (devs []DeviceState, nextIno uint64) {
 	return devs, nextIno
 }
 
-// export reads d under d.mu; ok is false for a dead device.
+// export reads d under d.mu; ok is false for a freed device.
 func (d *Device) export() (st DeviceState, ok bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.state == devDead {
+	if d.state == devDead && d.totalRefsLocked() == 0 && !d.husk {
 		return DeviceState{}, false
 	}
 	st = DeviceState{
 		Driver: d.drv.Name, Unit: d.unit, Ino: d.ino, Jail: d.jail.ID(), Created: d.created,
 		ByFS: d.byFS, Name: d.name, Ifindex: d.ifindex, UID: d.uid, GID: d.gid, Mode: d.mode,
-		Dying:   d.state == devDying,
+		Dying: d.state == devDying, Dead: d.state == devDead,
 		IocMode: d.ioc.mode.Load(), VHdr: d.ioc.vhdr.Load(), Remote: d.ioc.remote,
 		Baudrate: d.ioc.baudrate, IfMode: d.ioc.ifmode,
 		FastHanded: d.fp.handed, FastShared: d.fp.shared.Load(),
@@ -195,8 +199,16 @@ func (m *Manager) changed() {
 // per lookup it restores, with Ref. A dying device is restored dying and
 // destroyed by FinishRestore. f must be registered with Go's poller, as
 // os.NewFile does with a non-blocking fd (a TUN fd of the driver is).
+// A dead device takes no fd (f is nil), unit, name or jail hold: see
+// restoreDead.
 func (m *Manager) Restore(j *jails.Jail, st DeviceState, f *os.File) (dev *Device, h *Handle, err error) {
 	what := fmt.Sprintf("restore %s%d", st.Driver, st.Unit)
+	if st.Dead {
+		if f != nil {
+			f.Close()
+		}
+		return m.restoreDead(j, st)
+	}
 	if f == nil {
 		return nil, nil, fmt.Errorf("%s: no fd: %w", what, ErrInvalid)
 	}
@@ -229,12 +241,19 @@ func (m *Manager) Restore(j *jails.Jail, st DeviceState, f *os.File) (dev *Devic
 }
 
 // restore builds the device and registers it; on error it has taken
-// nothing (the caller releases the jail and closes f).
+// nothing and closed what it made of f (the caller releases the jail and
+// closes f).
 func (m *Manager) restore(j *jails.Jail, drv *Driver, st DeviceState, f *os.File) (*Device, *Handle, error) {
 	name := drv.UnitName(st.Unit)
 	what := "restore " + name
 	m.mu.Lock()
 	js, err := m.jailStateLocked(j)
+	var links Links
+	if err == nil {
+		if links = js.links; links == nil { // the jail's cloners detached
+			err = ErrDetached
+		}
+	}
 	m.mu.Unlock()
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s in jail %s: %w", what, j.Name(), err)
@@ -242,7 +261,7 @@ func (m *Manager) restore(j *jails.Jail, drv *Driver, st DeviceState, f *os.File
 	// The interface may have been renamed while no server watched:
 	// the kernel has its name (no lock held: a netlink round trip).
 	ifname := st.Name
-	if l, err := js.links.Link(st.Ifindex); err != nil {
+	if l, err := links.Link(st.Ifindex); err != nil {
 		m.logf("%s: %v (keeping the name %s)", what, err, st.Name)
 	} else {
 		ifname = l.Name
@@ -279,37 +298,15 @@ func (m *Manager) restore(j *jails.Jail, drv *Driver, st DeviceState, f *os.File
 	}
 	d.idle = sync.NewCond(&d.mu)
 	d.refs[RefNode] = 1
-	d.ioc.mode.Store(st.IocMode)
-	d.ioc.vhdr.Store(st.VHdr)
-	d.ioc.remote = st.Remote
-	d.ioc.baudrate = st.Baudrate
-	d.ioc.ifmode = st.IfMode
-	d.fp.handed = st.FastHanded
-	d.fp.shared.Store(st.FastShared || st.FastHanded > 0)
-	d.rxPackets.Store(st.RxPackets)
-	d.txPackets.Store(st.TxPackets)
-	d.drops.Store(st.Drops)
+	d.restoreCounters(st)
+	var h *Handle
 	if st.Dying {
 		d.state = devDying
-	}
-	var h *Handle
-	if st.Open != nil {
-		h = &Handle{dev: d, wantc: make(chan struct{}, 1), left: make(chan struct{}), done: make(chan struct{})}
-		h.batch.Store(st.Open.Batch)
-		switch {
-		case fast:
-			h.state = hFast
-		case st.Dying:
-			h.state = hRevoked // beginDestroyLocked revoked it
+		if st.Open != nil {
+			h = d.restoreHandle(st, hRevoked) // beginDestroyLocked revoked it
 		}
-		if h.state != hOpen {
-			// Left hOpen in the dead server: no watcher.
-			close(h.left)
-			close(h.done)
-		}
-		d.open = h
-		d.openPid = st.Open.Pid
-		d.refs[RefOpen] = 1
+	} else if st.Open != nil {
+		h = d.restoreHandle(st, hOpen)
 	}
 
 	m.mu.Lock()
@@ -388,10 +385,85 @@ func (d *Device) closeRestored() {
 	d.closeFile()
 }
 
-// FinishRestore finishes the destroys the dead server had begun: every
-// dying device Restore registered is destroyed now (Destroyed event,
-// interface gone, unit freed). Run it once the restored references are
-// taken. It returns the destroys' errors.
+// restoreDead makes a dead device again, for the references to it the
+// caller restores (a kernel lookup, the open file it was destroyed
+// under): listed by All, answering ErrGone, with nothing of an interface.
+// Until FinishRestore it may be Ref'ed with no reference held.
+func (m *Manager) restoreDead(j *jails.Jail, st DeviceState) (*Device, *Handle, error) {
+	drv := ByName(st.Driver)
+	if drv == nil || st.Ino == 0 {
+		return nil, nil, fmt.Errorf("restore %s%d: dead, driver %q, ino %d: %w", st.Driver, st.Unit, st.Driver, st.Ino, ErrInvalid)
+	}
+	d := &Device{
+		drv: drv, unit: st.Unit, ino: st.Ino, jail: j, m: m,
+		created: st.Created, byFS: st.ByFS, fd: -1,
+		name: st.Name, ifindex: st.Ifindex,
+		uid: st.UID, gid: st.GID, mode: st.Mode,
+		ready: make(chan struct{}), state: devDead, husk: true,
+	}
+	d.idle = sync.NewCond(&d.mu)
+	d.restoreCounters(st)
+	var h *Handle
+	if st.Open != nil {
+		h = d.restoreHandle(st, hRevoked)
+	}
+	m.mu.Lock()
+	if js := m.jails[j]; js != nil {
+		d.js = js
+	} else {
+		// Only Info and the handle's Close look at the device; its
+		// jail's driver state is for the interface it no longer has.
+		d.js = &jailState{jail: j, detached: true}
+	}
+	m.all[d] = struct{}{}
+	m.pending = append(m.pending, d)
+	m.mu.Unlock()
+	m.SetNextIno(st.Ino)
+	m.changed()
+	return d, h, nil
+}
+
+// restoreCounters sets the ioctl state, the fast path and the counters of
+// a device being restored (no lock: nobody else has it yet).
+func (d *Device) restoreCounters(st DeviceState) {
+	d.ioc.mode.Store(st.IocMode)
+	d.ioc.vhdr.Store(st.VHdr)
+	d.ioc.remote = st.Remote
+	d.ioc.baudrate = st.Baudrate
+	d.ioc.ifmode = st.IfMode
+	d.fp.handed = st.FastHanded
+	d.fp.shared.Store(st.FastShared || st.FastHanded > 0)
+	d.rxPackets.Store(st.RxPackets)
+	d.txPackets.Store(st.TxPackets)
+	d.drops.Store(st.Drops)
+}
+
+// restoreHandle makes d's open handle from st.Open, in state gone unless
+// it is on the fast path (hFast) or gone is hOpen; the caller starts the
+// watcher of an hOpen one.
+func (d *Device) restoreHandle(st DeviceState, gone handleState) *Handle {
+	h := &Handle{dev: d, wantc: make(chan struct{}, 1), left: make(chan struct{}), done: make(chan struct{})}
+	h.batch.Store(st.Open.Batch)
+	h.state = gone
+	if st.Open.Fast {
+		h.state = hFast
+	}
+	if h.state != hOpen {
+		// It left hOpen in the dead server: no watcher.
+		close(h.left)
+		close(h.done)
+	}
+	d.open = h
+	d.openPid = st.Open.Pid
+	d.refs[RefOpen] = 1
+	return h
+}
+
+// FinishRestore finishes what the dead server had begun: every dying
+// device Restore registered is destroyed now (Destroyed event, interface
+// gone, unit freed), and every dead one that got no reference back is
+// freed. Run it once the restored references are taken. It returns the
+// destroys' errors.
 func (m *Manager) FinishRestore() error {
 	m.mu.Lock()
 	pending := m.pending
@@ -399,6 +471,17 @@ func (m *Manager) FinishRestore() error {
 	m.mu.Unlock()
 	var errs []error
 	for _, d := range pending {
+		d.mu.Lock()
+		husk := d.husk
+		d.husk = false
+		free := husk && d.totalRefsLocked() == 0
+		d.mu.Unlock()
+		if husk {
+			if free {
+				m.forget(d)
+			}
+			continue
+		}
 		if err := m.finishDestroy(d, nil); err != nil {
 			errs = append(errs, err)
 		}

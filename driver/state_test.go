@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"reflect"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -174,9 +175,23 @@ func TestStateRoundTrip(t *testing.T) {
 	must(hVm.SetTransient(true, true))
 	// two devices in a jail whose limit is 3
 	inLim := []*Device{mk(lim, Tap, 1, IfconfigCreate), mk(lim, Tap, 2, IfconfigCreate)}
+	// dead, still looked up by the kernel; dead under its open file;
+	// dead and looked up, a lookup the fs restore will not give back
+	deadRef := mk(e.host, Tun, 6, IfconfigCreate)
+	deadRef.Ref(RefKernel)
+	must(a.Destroy(deadRef))
+	deadOpen := mk(e.host, Tun, 7, IfconfigCreate)
+	open(deadOpen, 500)
+	must(a.Destroy(deadOpen))
+	deadLost := mk(e.host, Tap, 8, IfconfigCreate)
+	deadLost.Ref(RefKernel)
+	must(a.Destroy(deadLost))
 	// dying: an operation in flight holds its destroy
 	dying := mk(e.host, Tun, 4, IfconfigCreate)
 	must(dying.enter(nil))
+	var exitOnce sync.Once
+	exitDying := func() { exitOnce.Do(dying.exit) }
+	t.Cleanup(exitDying) // a failure must not leave the destroy waiting
 	destroyed := make(chan error, 1)
 	go func() { destroyed <- a.Destroy(dying) }()
 	if !waitUntil(func() bool { return !dying.Alive() }) {
@@ -185,13 +200,16 @@ func TestStateRoundTrip(t *testing.T) {
 
 	statesA, nextA := a.Export()
 	jsA := jsonStates(t, statesA)
-	if len(statesA) != 9 {
-		t.Fatalf("export of %d devices, want 9:\n%s", len(statesA), jsA)
+	if len(statesA) != 12 {
+		t.Fatalf("export of %d devices, want 12:\n%s", len(statesA), jsA)
 	}
 	infoA := make(map[uint64]Info)
 	files := make(map[uint64]*os.File)
 	for _, d := range a.All() {
 		infoA[d.Ino()] = d.Info()
+		if !d.Alive() && d != dying {
+			continue // dead: no fd
+		}
 		if d == dying {
 			files[d.Ino()] = dupFile(t, d)
 			continue
@@ -209,13 +227,16 @@ func TestStateRoundTrip(t *testing.T) {
 	// kernel whose last fd of it was the dead server's (the holder's dup
 	// keeps the interface).
 	a.abandon()
-	dying.exit()
+	exitDying()
 	must(<-destroyed)
 
 	var states []DeviceState
 	must(json.Unmarshal(jsA, &states))
 	b := newManager(e.reg, log.New(io.MultiWriter(e.log), "", 0), e.stack)
-	t.Cleanup(b.Close) // after the registry's shutdown (cleanups run last first)
+	t.Cleanup(func() {
+		e.reg.Shutdown() // destroys B's devices; a second Shutdown does nothing
+		b.Close()
+	})
 	b.SetNextIno(nextA)
 	jailByID := make(map[int]*jails.Jail)
 	for _, j := range e.reg.List() {
@@ -242,16 +263,35 @@ func TestStateRoundTrip(t *testing.T) {
 		devs[d.Ino()] = d
 		handles[d.Ino()] = h
 	}
+	// Units and jail holds are taken as creation takes them.
+	perJail := make(map[*jails.Jail]int)
+	for _, st := range states {
+		if !st.Dead {
+			perJail[jailByID[st.Jail]]++
+		}
+	}
+	if b.UnitsInUse() != 9 {
+		t.Fatalf("%d units in use after restoring 9 devices that are not dead", b.UnitsInUse())
+	}
+	for j, n := range holds {
+		if j.Holds() != n+perJail[j] {
+			t.Fatalf("jail %s holds %d after restoring %d devices, %d before", j.Name(), j.Holds(), perJail[j], n)
+		}
+	}
 	// The fs restore takes a RefKernel per lookup it restores.
 	devs[vm.Ino()].Ref(RefKernel)
+	devs[deadRef.Ino()].Ref(RefKernel)
 
 	statesB, nextB := b.Export()
 	if jsB := jsonStates(t, statesB); !bytes.Equal(jsA, jsB) || nextB != nextA {
 		t.Errorf("export of the restored manager differs (next ino %d, was %d):\nA: %s\nB: %s", nextB, nextA, jsA, jsB)
 	}
 	for ino, want := range infoA {
-		if ino == dying.Ino() {
+		switch ino {
+		case dying.Ino():
 			want.Busy = 0 // the operation in flight was the dead server's
+		case deadLost.Ino():
+			want.Refs.Kernel, want.Refs.Total = 0, 0 // not given back
 		}
 		if got := devs[ino].Info(); !reflect.DeepEqual(got, want) {
 			t.Errorf("Info of %s:\n got %+v\nwant %+v", want.Name, got, want)
@@ -346,10 +386,22 @@ func TestStateRoundTrip(t *testing.T) {
 		t.Fatal("no Renamed event from the restored manager")
 	}
 
-	// The dying device's destroy finishes now.
+	// The dead answer as dead devices do.
+	if _, err := handles[deadOpen.Ino()].Read(nil, buf, false); !errors.Is(err, ErrGone) {
+		t.Errorf("read a dead device's handle: %v, want ErrGone", err)
+	}
+	if b.Lookup(e.host, "tun6") != nil || b.Destroy(devs[deadRef.Ino()]) == nil {
+		t.Error("a dead device is found, or destroyed again")
+	}
+
+	// The dying device's destroy finishes now, and the dead device that
+	// got no reference back is freed.
 	must(b.FinishRestore())
 	if d := devs[dying.Ino()]; d.Info().State != "dead" || b.Lookup(e.host, "tun4") != nil || !e.stack.link(d).gone() {
 		t.Errorf("dying device after FinishRestore: %+v", d.Info())
+	}
+	if slices.Contains(b.All(), devs[deadLost.Ino()]) || !slices.Contains(b.All(), devs[deadRef.Ino()]) {
+		t.Error("FinishRestore: the unreferenced dead device is still listed, or the referenced one is not")
 	}
 
 	// Everything goes: no fd, unit, jail hold or device is left.
@@ -364,6 +416,7 @@ func TestStateRoundTrip(t *testing.T) {
 		}
 	}
 	devs[vm.Ino()].Rel(RefKernel)
+	devs[deadRef.Ino()].Rel(RefKernel)
 	if n := len(b.All()); n != 0 || b.UnitsInUse() != 0 {
 		t.Errorf("%d devices and %d units left", n, b.UnitsInUse())
 	}
@@ -372,7 +425,7 @@ func TestStateRoundTrip(t *testing.T) {
 			t.Errorf("jail %s holds %d, was %d", j.Name(), j.Holds(), n)
 		}
 	}
-	for _, d := range append(inLim, closed, tunOpen, tapBatch, fast, renamed, vm, dying) {
+	for _, d := range append(inLim, closed, tunOpen, tapBatch, fast, renamed, vm, dying, deadRef, deadOpen, deadLost) {
 		if !e.stack.link(devs[d.Ino()]).gone() {
 			t.Errorf("interface of %s still there", d.DevName())
 		}
@@ -574,4 +627,140 @@ func openIt(v *stateEnv) {
 	}
 	v.e.t.Cleanup(h.Close)
 	v.h = h
+}
+
+// TestStateRenameWhileDown: an interface renamed while no server ran is
+// restored under its new name, found by it, and the new manager's rename
+// watch announces it as the old alias at the next rename.
+func TestStateRenameWhileDown(t *testing.T) {
+	e := newFakeEnv(t)
+	d := e.create(Tun, 0)
+	states, next := e.m.Export()
+	f := d.File()
+	e.m.abandon()
+	e.stack.rename(d, "lan5") // nobody watches
+
+	b := newManager(e.reg, log.New(io.MultiWriter(e.log), "", 0), e.stack)
+	t.Cleanup(func() {
+		e.reg.Shutdown() // destroys B's devices; a second Shutdown does nothing
+		b.Close()
+	})
+	b.SetNextIno(next)
+	mustOK(t, b.Attach(e.host))
+	events := make(chan Event, 4)
+	unsub := b.Subscribe(e.host, func(ev Event) { events <- ev })
+	defer unsub()
+	rd, _, err := b.Restore(e.host, states[0], f)
+	mustOK(t, err)
+	if rd.Name() != "lan5" || b.Lookup(e.host, "lan5") != rd || b.Lookup(e.host, "tun0") != rd {
+		t.Fatalf("restored %s named %s; lookups lan5 %v, tun0 %v", rd.DevName(), rd.Name(), b.Lookup(e.host, "lan5"), b.Lookup(e.host, "tun0"))
+	}
+	e.stack.rename(rd, "lan6")
+	select {
+	case ev := <-events:
+		if ev.Kind != Renamed || ev.OldAlias != "lan5" || ev.Alias != "lan6" {
+			t.Errorf("event %+v, want the rename lan5 -> lan6", ev)
+		}
+	case <-time.After(testenv.WaitTimeout):
+		t.Fatal("no Renamed event")
+	}
+}
+
+// takeover exports e's manager, abandons it as a crash does, and restores
+// every device into a new manager, returned with the restored handles by
+// inode number. before runs between the export and the abandon.
+func takeover(t *testing.T, e *fakeEnv, before func()) (*Manager, map[uint64]*Handle) {
+	t.Helper()
+	states, next := e.m.Export()
+	files := make(map[uint64]*os.File)
+	for _, d := range e.m.All() {
+		files[d.Ino()] = dupFile(t, d)
+	}
+	if before != nil {
+		before()
+	}
+	e.m.abandon()
+	b := newManager(e.reg, log.New(io.MultiWriter(e.log), "", 0), e.stack)
+	t.Cleanup(func() {
+		e.reg.Shutdown()
+		b.Close()
+	})
+	b.SetNextIno(next)
+	mustOK(t, b.Attach(e.host))
+	handles := make(map[uint64]*Handle)
+	for _, st := range states {
+		_, h, err := b.Restore(e.host, st, files[st.Ino])
+		mustOK(t, err)
+		handles[st.Ino] = h
+	}
+	return b, handles
+}
+
+// TestStateDyingOpen: a device destroyed while open is restored dying with
+// its handle revoked; FinishRestore takes it to dead, and the handle's
+// close frees it.
+func TestStateDyingOpen(t *testing.T) {
+	e := newFakeEnv(t)
+	d, _ := e.open(Tun)
+	mustOK(t, d.enter(nil))
+	destroyed := make(chan error, 1)
+	go func() { destroyed <- e.m.Destroy(d) }()
+	if !waitUntil(func() bool { return !d.Alive() }) {
+		t.Fatal("destroy did not start")
+	}
+	b, handles := takeover(t, e, nil)
+	d.exit()
+	mustOK(t, <-destroyed)
+	h := handles[d.Ino()]
+	if h == nil {
+		t.Fatal("no handle restored")
+	}
+	if _, err := h.Read(nil, make([]byte, 100), false); !errors.Is(err, ErrGone) {
+		t.Errorf("read of a revoked handle: %v, want ErrGone", err)
+	}
+	mustOK(t, b.FinishRestore())
+	rd := h.Device()
+	if info := rd.Info(); info.State != "dead" || info.Refs.Open != 1 || info.Refs.Total != 1 || !e.stack.link(rd).gone() {
+		t.Errorf("after FinishRestore: %+v", info)
+	}
+	h.Close()
+	if n := len(b.All()); n != 0 || b.UnitsInUse() != 0 {
+		t.Errorf("%d devices, %d units left after the close", n, b.UnitsInUse())
+	}
+}
+
+// TestStateFastReopen: a device restored on the fast path carries no
+// packets; once closed and opened again it does, as in the old server.
+func TestStateFastReopen(t *testing.T) {
+	e := newFakeEnv(t)
+	d := e.create(Tun, -1)
+	h, err := d.Open(1)
+	mustOK(t, err)
+	fd, err := h.FastPath()
+	mustOK(t, err)
+	unix.Close(fd)
+	b, handles := takeover(t, e, nil)
+	hb := handles[d.Ino()]
+	rd := hb.Device()
+	if !rd.OnFastPath() || !rd.Info().FastPath {
+		t.Fatalf("restored device not on the fast path: %+v", rd.Info())
+	}
+	if _, err := hb.Write(ipv4(40)); !errors.Is(err, ErrFastPath) {
+		t.Errorf("write on the fast path: %v, want ErrFastPath", err)
+	}
+	hb.Close()
+	h2, err := rd.Open(2)
+	mustOK(t, err)
+	defer h2.Close()
+	if _, err := unix.Write(e.stack.peer(rd), ipv4(41)); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 100)
+	n, err := h2.Read(nil, buf, false)
+	if err != nil || !bytes.Equal(buf[:n], ipv4(41)) {
+		t.Errorf("read after reopening: %x, %v", buf[:n], err)
+	}
+	if b.Lookup(e.host, rd.DevName()) != rd {
+		t.Error("lookup of the restored device")
+	}
 }
