@@ -145,7 +145,7 @@ func (d *Daemon) snapshot() (*serverState, map[string]fdSource) {
 		if dev == nil {
 			continue
 		}
-		if ds.Dying {
+		if ds.Dying || ds.Dead {
 			continue // destroy deletes the interface; the holder lets go
 		}
 		fds[tunKey(ds.Ino)] = func() (*os.File, error) {
@@ -391,6 +391,17 @@ func (d *Daemon) restore(st *serverState, fds map[string]*os.File, have map[stri
 	for _, ds := range st.Devices {
 		j := byID[ds.Jail]
 		f := take(tunKey(ds.Ino))
+		if ds.Dead && j != nil {
+			// Destroyed, still known to the kernel or an open file:
+			// no fd, kept until FinishRestore (driver/state.go).
+			if f != nil {
+				f.Close()
+			}
+			if _, _, err := d.devices.Restore(j, ds, nil); err != nil {
+				d.logger.Printf("take over: %v", err)
+			}
+			continue
+		}
 		if j == nil || f == nil {
 			if f != nil {
 				f.Close()
