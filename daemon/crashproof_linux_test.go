@@ -26,9 +26,16 @@ import (
 
 	"github.com/tundevfs/tundevfs/daemon"
 	"github.com/tundevfs/tundevfs/driver"
+	"github.com/tundevfs/tundevfs/fs"
 	"github.com/tundevfs/tundevfs/internal/itest"
 	"github.com/tundevfs/tundevfs/internal/testenv"
 )
+
+// crashArgs are the daemon flags of these tests: the /dev/fuse transport,
+// whichever TUNDEVFS_FUSE_TRANSPORT the suite runs with, because only its
+// requests are resent to a new server (crashProofTransport); the io_uring
+// case is TestKill9URing.
+func crashArgs() []string { return []string{"--fuse-transport", "dev"} }
 
 // hang bounds every wait for something that must happen: far above any
 // restart, so only a hang fails it.
@@ -223,7 +230,7 @@ func killServer(t *testing.T, d *itest.Daemon) time.Duration {
 func TestKill9ServerClientsCarryOn(t *testing.T) {
 	itest.RequirePrivileged(t)
 	ns := itest.NewNetns(t)
-	var args []string
+	args := crashArgs()
 	if os.Getenv("TUNDEVFS_TEST_DEBUG") == "1" {
 		args = append(args, "--debug") // every FUSE request in the log
 	}
@@ -392,7 +399,7 @@ func TestRestartPing(t *testing.T) {
 			sides := []*side{{local: "10.78.0.1", peer: "10.78.0.2"}, {local: "10.78.0.2", peer: "10.78.0.1"}}
 			for _, sd := range sides {
 				sd.ns = itest.NewNetns(t)
-				sd.d = itest.StartDaemon(t, sd.ns)
+				sd.d = itest.StartDaemon(t, sd.ns, crashArgs()...)
 				dir := sd.d.Mount(t, "")
 				name, err := os.Readlink(filepath.Join(dir, "tun"))
 				if err != nil {
@@ -462,7 +469,7 @@ func TestRestartPing(t *testing.T) {
 func TestCrashLoopGuard(t *testing.T) {
 	itest.RequirePrivileged(t)
 	ns := itest.NewNetns(t)
-	d := itest.StartDaemon(t, ns, "--crash-limit", "3", "--crash-window", "1m")
+	d := itest.StartDaemon(t, ns, append(crashArgs(), "--crash-limit", "3", "--crash-window", "1m")...)
 	d.MayFail = true
 	dir := d.Mount(t, "")
 	fd, err := unix.Open(filepath.Join(dir, "tun"), unix.O_RDWR|unix.O_CLOEXEC, 0)
@@ -575,7 +582,7 @@ func TestKill9Soak(t *testing.T) {
 		t.Skip("100 restarts")
 	}
 	ns := itest.NewNetns(t)
-	d := itest.StartDaemon(t, ns, "--crash-limit", "1000")
+	d := itest.StartDaemon(t, ns, append(crashArgs(), "--crash-limit", "1000")...)
 	dir := d.Mount(t, "")
 	itest.WarmUp(t, dir)
 	base := d.Baseline(t)
@@ -702,4 +709,50 @@ func TestKill9Soak(t *testing.T) {
 	if n := len(ns.Links(t)); n != links {
 		t.Errorf("interfaces: %d before, %d after: %v", links, n, ns.Links(t))
 	}
+}
+
+// TestKill9URing: a mount forced onto FUSE over io_uring survives a kill
+// -9 of its server for every request made after it (the new server
+// registers its rings on the same connection), though not for one the
+// dead server held in a ring entry (the kernel resends only /dev/fuse
+// requests; README): a writer carries on, a new open clones.
+func TestKill9URing(t *testing.T) {
+	itest.RequirePrivileged(t)
+	if err := fs.URingAvailable(); err != nil {
+		t.Skipf("no FUSE over io_uring here: %v", err)
+	}
+	ns := itest.NewNetns(t)
+	d := itest.StartDaemon(t, ns, "--fuse-transport", "uring")
+	dir := d.Mount(t, "")
+	if tr := d.Status(t).Mounts[0].Transport; tr != "uring" {
+		t.Skipf("the kernel did not take the rings (transport %s)", tr)
+	}
+	w := openCrashDev(t, ns, dir, 1)
+	rx := udpSocket(t, ns, w.local, 5000)
+	src, dst := netip.MustParseAddr(w.remote), netip.MustParseAddr(w.local)
+	write := func(s string) {
+		t.Helper()
+		if _, err := unix.Write(w.fd, itest.UDP4(src, dst, 4000, 5000, []byte(s))); err != nil {
+			t.Fatalf("write %s: %v", s, err)
+		}
+		buf := make([]byte, 64)
+		if n, _, err := testenv.Recvfrom(rx, buf); err != nil || string(buf[:n]) != s {
+			t.Fatalf("datagram %s: %q, %v", s, buf[:max(n, 0)], err)
+		}
+	}
+	write("before")
+	before := stateOf(d.Status(t))
+	t.Logf("kill -9 to the next answer: %v", killServer(t, d))
+	write("after")
+	if after := stateOf(d.Status(t)); after != before {
+		t.Errorf("status changed across kill -9:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	if tr := d.Status(t).Mounts[0].Transport; tr != "uring" {
+		t.Errorf("transport after the restart: %s, want uring", tr)
+	}
+	fd, err := unix.Open(filepath.Join(dir, "tun"), unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatalf("clone after the restart: %v", err)
+	}
+	unix.Close(fd)
 }

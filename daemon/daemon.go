@@ -512,6 +512,9 @@ func (d *Daemon) mount(j *jails.Jail, dir string, opts fs.Options, internal bool
 	if opts.Transport == "" {
 		opts.Transport = d.opts.FuseTransport
 	}
+	if d.journal != nil {
+		opts.Transport = crashProofTransport(opts.Transport, d.logger)
+	}
 	d.saveState() // recorded before it exists: a kill -9 may come any time
 
 	opts.Logger = d.logger

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log"
 	"net"
 	"os"
 	"sort"
@@ -569,3 +570,26 @@ func GiveUp(socket string, blob []byte, fds map[string]*os.File, logf func(strin
 		os.Remove(socket)
 	}
 }
+
+// crashProofTransport is the transport of a mount under a holder: auto
+// takes /dev/fuse, because only there does the kernel resend the requests
+// a dead server held (FUSE_NOTIFY_RESEND walks the /dev/fuse queues, not
+// the io_uring ones: a read the dead server held in a ring entry would
+// wait until the mount goes). A forced io_uring stays, with a warning.
+func crashProofTransport(t fs.Transport, logger *log.Logger) fs.Transport {
+	r, err := fs.ResolveTransport(t)
+	if err != nil {
+		return t // the mount reports it
+	}
+	switch r {
+	case fs.TransportAuto:
+		return fs.TransportDev
+	case fs.TransportURing:
+		uringWarning.Do(func() {
+			logger.Printf("fuse over io_uring was forced: such mounts survive a server crash, but a request the dead server held in a ring (a blocked read) waits until the mount goes; /dev/fuse mounts lose none")
+		})
+	}
+	return r
+}
+
+var uringWarning sync.Once

@@ -48,3 +48,9 @@ func (o Options) transport() (Transport, error) {
 
 // Transport is the transport the mount uses: "uring" or "dev".
 func (mnt *Mount) Transport() string { return mnt.server.Transport() }
+
+// ResolveTransport is the transport a mount given t takes: t, else
+// TransportEnv's, else auto.
+func ResolveTransport(t Transport) (Transport, error) {
+	return Options{Transport: t}.transport()
+}
