@@ -50,6 +50,21 @@
 // key; done), and restart requests at any time. sendmsg/recvmsg are
 // retried on EINTR.
 //
+// # Decisions
+//
+//   - No acknowledgements: a returned sendmsg is the commit point (above).
+//     SEQPACKET keeps message boundaries and carries fds; a unix socket
+//     never drops a message while its receiver lives.
+//   - After the server exited, the holder reads its socket until it is
+//     empty (MSG_DONTWAIT), not until EOF: everything the dead process
+//     sent is queued by then, and a process that inherited the server's
+//     end by mistake cannot hold the holder up.
+//   - A new socketpair for every server: nothing of a dead server's
+//     conversation reaches the next one.
+//   - The holder keeps fds as plain ints, not *os.File: an os.File of a
+//     non-blocking fd joins the holder's netpoller, and the holder would
+//     wake on every packet of every TUN fd it holds.
+//
 // # Lock order
 //
 // Holder.mu, Holder.notifyMu and child.sendMu are never held together.
@@ -70,7 +85,7 @@ type Config struct {
 	// (re)start (resolved to an absolute path once, when Run starts, so an
 	// upgrade on disk is picked up by the next start), Argv[1:] its args.
 	Argv   []string
-	Env    []string // extra env for the server
+	Env    []string // extra env for the server (which gets the holder's, less NOTIFY_SOCKET)
 	Logger *log.Logger
 	// CrashLimit deaths within CrashWindow make the holder give up
 	// (defaults 5 and 30s). A death is an exit the server did not announce

@@ -49,6 +49,7 @@ type event struct {
 	Keys      []string          `json:"keys,omitempty"`
 	Vals      map[string]string `json:"vals,omitempty"` // what the taken-over memfds and pipes hold
 	Err       string            `json:"err,omitempty"`
+	Env       []string          `json:"env,omitempty"` // NOTIFY_SOCKET and TUNDEVFS_HOLDER_FD, if set
 }
 
 // emit appends e to the events file (one write, O_APPEND).
@@ -183,6 +184,11 @@ func fakeServer() int {
 		}
 	}
 	slices.Sort(start.Keys)
+	for _, k := range []string{"NOTIFY_SOCKET", "TUNDEVFS_HOLDER_FD"} {
+		if v, ok := os.LookupEnv(k); ok {
+			start.Env = append(start.Env, k+"="+v)
+		}
+	}
 	if info.ServerPID != os.Getpid() {
 		return fail("info.ServerPID %d, want %d", info.ServerPID, os.Getpid())
 	}

@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -222,7 +223,7 @@ func (h *Holder) start(argv0 string, restart bool) (*child, error) {
 	c.cmd = &exec.Cmd{
 		Path:        argv0,
 		Args:        h.cfg.Argv,
-		Env:         append(append(os.Environ(), h.cfg.Env...), envFD+"="+strconv.Itoa(serverFD)),
+		Env:         serverEnv(h.cfg.Env),
 		ExtraFiles:  []*os.File{theirs}, // fd 3
 		Stdout:      os.Stdout,
 		Stderr:      os.Stderr,
@@ -258,6 +259,15 @@ func (h *Holder) start(argv0 string, restart bool) (*child, error) {
 	h.cfg.Logger.Printf("holder: server %d started (%s)", c.pid, argv0)
 	go h.read(c)
 	return c, nil
+}
+
+// serverEnv is the holder's environment without NOTIFY_SOCKET (the
+// holder is the service's main process: a server's readiness reaches
+// systemd through Config.Notify only), then extra, then the socket's fd.
+func serverEnv(extra []string) []string {
+	env := slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "NOTIFY_SOCKET=") })
+	env = append(env, extra...)
+	return append(env, envFD+"="+strconv.Itoa(serverFD))
 }
 
 // supervise waits for c to exit (after SIGTERM once ctx ends), then for

@@ -604,9 +604,14 @@ func TestCleanExit(t *testing.T) {
 }
 
 // TestCancelStopsServer: ctx ending sends the server SIGTERM; it shuts
-// down cleanly and Run returns nil.
+// down cleanly and Run returns nil. The server does not see the holder's
+// NOTIFY_SOCKET, nor (after FromEnv) its socket's variable.
 func TestCancelStopsServer(t *testing.T) {
+	t.Setenv("NOTIFY_SOCKET", "/nonexistent/notify")
 	r := startHolder(t, "idle", nil)
+	if s := r.waitEvent("start", 0); len(s.Env) != 0 {
+		t.Errorf("server environment has %v, want neither NOTIFY_SOCKET (the holder's) nor TUNDEVFS_HOLDER_FD (unset by FromEnv)", s.Env)
+	}
 	s := r.waitEvent("ready", 0)
 	if err := r.stop(); err != nil {
 		t.Errorf("Run after cancel: %v", err)
