@@ -112,6 +112,16 @@ type child struct {
 	readerDone chan struct{}
 	exited     chan struct{} // closed once waitErr is set
 	waitErr    error
+	// leaderGone is closed when the server's main thread has exited.
+	// A killed server may not be reaped for long after: a thread of it
+	// blocked in the kernel on its own mount (a FUSE notify waits for
+	// the directory lock a lookup holds, and that lookup waits for the
+	// next server) ends only once the next server serves. So the
+	// holder starts the next one when the main thread is gone.
+	leaderGone chan struct{}
+	// end says how the server ended, set by supervise (waitErr, or that
+	// it was killed while a thread lingered).
+	end error
 }
 
 // Run starts the server and keeps it running until it exits cleanly after
@@ -148,7 +158,7 @@ func (h *Holder) Run(ctx context.Context) error {
 			why = err.Error()
 		} else {
 			h.supervise(ctx, c)
-			clean := c.protoErr == nil && c.waitErr == nil
+			clean := c.protoErr == nil && c.end == nil
 			switch {
 			case c.announced == exitShutdown && clean:
 				return nil
@@ -196,8 +206,8 @@ func describe(c *child) string {
 	switch {
 	case c.protoErr != nil:
 		return fmt.Sprintf("killed for breaking the protocol: %v", c.protoErr)
-	case c.waitErr != nil:
-		return c.waitErr.Error()
+	case c.end != nil:
+		return c.end.Error()
 	case c.announced == exitUnannounced:
 		return "exit status 0 without Exiting"
 	}
@@ -249,6 +259,8 @@ func (h *Holder) start(argv0 string, restart bool) (*child, error) {
 		return nil, fmt.Errorf("holder: start server: %w", err)
 	}
 	c.pid = c.cmd.Process.Pid
+	c.leaderGone = make(chan struct{})
+	go watchLeader(c.pid, c.exited, c.leaderGone)
 	h.mu.Lock()
 	h.cur = c
 	h.info.ServerPID = c.pid
@@ -275,12 +287,27 @@ func serverEnv(extra []string) []string {
 func (h *Holder) supervise(ctx context.Context, c *child) {
 	select {
 	case <-c.exited:
+	case <-c.leaderGone:
 	case <-ctx.Done():
 		h.notifyStopping()
 		if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 			h.cfg.Logger.Printf("holder: stop server %d: %v", c.pid, err)
 		}
-		<-c.exited
+		select {
+		case <-c.exited:
+		case <-c.leaderGone:
+		}
+	}
+	select {
+	case <-c.exited:
+		c.end = c.waitErr
+	case <-time.After(lingerWait):
+		// Killed (a Go program ends all its threads at once) with a
+		// thread still in the kernel: it is reaped later.
+		c.end = fmt.Errorf("main thread ended, a thread still in the kernel (killed?)")
+		if c.announced != exitUnannounced {
+			c.end = nil // it had said it would go
+		}
 	}
 	// Everything the server sent is queued now. Stop the reader's blocking
 	// recv (or a send to a server that left its socket to a child); it
@@ -534,5 +561,33 @@ func (h *Holder) notifyStopping() {
 	if !h.stopping {
 		h.stopping = true
 		h.notify("STOPPING=1")
+	}
+}
+
+// lingerWait is how long supervise waits, once the server's main thread
+// has gone, for the process to be reaped before it carries on.
+const lingerWait = 200 * time.Millisecond
+
+// watchLeader closes gone when the main thread of pid has exited, seen
+// through a thread pidfd (PIDFD_THREAD, Linux 6.9), or, where there is
+// none, when the process is reaped (exited).
+func watchLeader(pid int, exited <-chan struct{}, gone chan<- struct{}) {
+	defer close(gone)
+	fd, err := unix.PidfdOpen(pid, unix.PIDFD_THREAD)
+	if err != nil {
+		<-exited
+		return
+	}
+	defer unix.Close(fd)
+	for {
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		_, err := unix.Poll(pfd, -1)
+		switch {
+		case err == nil:
+			return
+		case !errors.Is(err, unix.EINTR):
+			<-exited
+			return
+		}
 	}
 }
