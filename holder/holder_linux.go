@@ -1,6 +1,7 @@
 package holder
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -568,26 +569,41 @@ func (h *Holder) notifyStopping() {
 // has gone, for the process to be reaped before it carries on.
 const lingerWait = 200 * time.Millisecond
 
-// watchLeader closes gone when the main thread of pid has exited, seen
-// through a thread pidfd (PIDFD_THREAD, Linux 6.9), or, where there is
-// none, when the process is reaped (exited).
+// watchLeader closes gone when the main thread of pid has exited, or
+// when the process is reaped (exited). A thread pidfd cannot tell: it
+// stays quiet while other threads of the group live (delay_group_leader),
+// so the leader's state is read from /proc/PID/stat every leaderPoll.
 func watchLeader(pid int, exited <-chan struct{}, gone chan<- struct{}) {
 	defer close(gone)
-	fd, err := unix.PidfdOpen(pid, unix.PIDFD_THREAD)
-	if err != nil {
-		<-exited
-		return
-	}
-	defer unix.Close(fd)
+	stat := fmt.Sprintf("/proc/%d/stat", pid)
+	tick := time.NewTicker(leaderPoll)
+	defer tick.Stop()
 	for {
-		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-		_, err := unix.Poll(pfd, -1)
-		switch {
-		case err == nil:
+		select {
+		case <-exited:
 			return
-		case !errors.Is(err, unix.EINTR):
-			<-exited
+		case <-tick.C:
+		}
+		if leaderDead(stat) {
 			return
 		}
 	}
+}
+
+// leaderPoll is how often watchLeader reads the server's state.
+const leaderPoll = 10 * time.Millisecond
+
+// leaderDead says whether /proc/PID/stat shows the thread as a zombie
+// (or gone): "PID (comm) S ...", the state after the last ')'.
+func leaderDead(stat string) bool {
+	b, err := os.ReadFile(stat)
+	if err != nil {
+		return errors.Is(err, os.ErrNotExist)
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 || i+2 >= len(b) {
+		return false
+	}
+	st := b[i+2]
+	return st == 'Z' || st == 'X'
 }
