@@ -620,7 +620,7 @@ func TestKill9Soak(t *testing.T) {
 			name := fmt.Sprintf("tun%d", 100*(w+1)+i%50)
 			fd, err := unix.Open(filepath.Join(dir, name), unix.O_RDWR|unix.O_CLOEXEC, 0)
 			if err != nil {
-				fail("clone open", err)
+				fail("clone open "+name, err)
 				return
 			}
 			target, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd))

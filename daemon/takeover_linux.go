@@ -470,15 +470,18 @@ func (d *Daemon) restore(st *serverState, fds map[string]*os.File, have map[stri
 			h.Close() // its file's mount is gone: the last close
 		}
 	}
-	if err := d.devices.FinishRestore(); err != nil {
-		d.logger.Printf("take over: %v", err)
-	}
 	// Only now, with everything back, the kernel resends what the dead
 	// server had read, and the mounts serve.
 	for _, m := range restored {
 		if err := m.Start(); err != nil {
 			d.logger.Printf("take over: %v", err)
 		}
+	}
+	// After Start: a destroy invalidates the kernel's entries, which
+	// waits for the lookups under way in the directory, which wait for
+	// a server.
+	if err := d.devices.FinishRestore(); err != nil {
+		d.logger.Printf("take over: %v", err)
 	}
 }
 
