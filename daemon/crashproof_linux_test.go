@@ -582,7 +582,11 @@ func TestKill9Soak(t *testing.T) {
 		t.Skip("100 restarts")
 	}
 	ns := itest.NewNetns(t)
-	d := itest.StartDaemon(t, ns, append(crashArgs(), "--crash-limit", "1000")...)
+	args := append(crashArgs(), "--crash-limit", "1000")
+	if os.Getenv("TUNDEVFS_TEST_DEBUG") == "1" {
+		args = append(args, "--debug")
+	}
+	d := itest.StartDaemon(t, ns, args...)
 	dir := d.Mount(t, "")
 	itest.WarmUp(t, dir)
 	base := d.Baseline(t)

@@ -30,6 +30,10 @@ import (
 // after a crash takes both over (restore) and carries on: the kernel
 // resends the FUSE requests the dead one had read.
 
+// lingerWait is how long a new server waits for the interfaces its killed
+// predecessor made and never saved to go (driver.Manager.Linger).
+const lingerWait = 3 * time.Second
+
 // stateVersion is the version of serverState; a server refuses another.
 const stateVersion = 1
 
@@ -352,6 +356,7 @@ func (d *Daemon) restore(st *serverState, fds map[string]*os.File, have map[stri
 		}
 	}()
 	d.started = st.Started
+	d.devices.Linger(lingerWait)
 	k := d.devices.Knobs()
 	for name, v := range st.Knobs {
 		if err := k.Set(name, strconv.FormatInt(v, 10)); err != nil {

@@ -1,6 +1,9 @@
 package driver
 
-import "sync"
+import (
+	"sync"
+	"time"
+)
 
 // Freezing for a planned restart (issue 13). Before the serving process
 // exits so that a new one takes over, it stops moving packets: no packet
@@ -53,3 +56,13 @@ func (m *Manager) Freeze() {
 // not end an interface, so destroy deletes it over netlink, as it does
 // for a device whose fd the fast path handed out.
 func (m *Manager) SetHeldElsewhere() { m.heldElsewhere.Store(true) }
+
+// Linger gives the interfaces of a dead server (its creations it never
+// saved) until d from now to go: a process killed with a thread still in
+// the kernel keeps its fds, and so those interfaces, until that thread
+// returns. Until then a creation that finds its name taken tries again.
+func (m *Manager) Linger(d time.Duration) {
+	m.linger.Store(time.Now().Add(d).UnixNano())
+}
+
+func (m *Manager) lingerUntil() time.Time { return time.Unix(0, m.linger.Load()) }

@@ -136,6 +136,12 @@ func (m *Manager) newDevice(j *jails.Jail, js *jailState, drv *Driver, u int, or
 		mac = stableMAC(j.Name(), name)
 	}
 	f, idx, err := js.links.Create(drv, name, mac)
+	for err != nil && errors.Is(err, ErrNameTaken) && time.Now().Before(m.lingerUntil()) {
+		// Just after a takeover the dead server may not be reaped yet,
+		// and its last creation, never saved, still holds the name.
+		time.Sleep(10 * time.Millisecond)
+		f, idx, err = js.links.Create(drv, name, mac)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -102,6 +102,9 @@ type Manager struct {
 	freeze  freezer      // a planned restart's stop of packet I/O (freeze.go)
 	// heldElsewhere: the holder keeps a dup of every TUN fd (freeze.go).
 	heldElsewhere atomic.Bool
+	// linger: Unix nanoseconds until which a taken name is retried
+	// (freeze.go).
+	linger atomic.Int64
 	// onChange is SetOnChange's function (state.go), nil when none.
 	onChange atomic.Pointer[func()]
 
