@@ -226,6 +226,9 @@ func New(opts Options) (*Daemon, error) {
 	if d.journal != nil {
 		d.devices.SetOnChange(d.journal.Changed)
 		d.devices.SetHeldElsewhere()
+		d.devices.SetOnNewFile(func(j *jails.Jail, ino uint64, f *os.File) {
+			d.journal.putEarly(tunKey(j.ID(), ino), f)
+		})
 	}
 	if prev == nil {
 		// The socket is ours, so no daemon answers on it: what a

@@ -9,6 +9,7 @@ import (
 	"os"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,10 +30,6 @@ import (
 // it visible, a snapshot of its state (serverState). A new server started
 // after a crash takes both over (restore) and carries on: the kernel
 // resends the FUSE requests the dead one had read.
-
-// lingerWait is how long a new server waits for the interfaces its killed
-// predecessor made and never saved to go (driver.Manager.Linger).
-const lingerWait = 3 * time.Second
 
 // stateVersion is the version of serverState; a server refuses another.
 const stateVersion = 1
@@ -63,8 +60,10 @@ type mountRecord struct {
 // The holder's fd keys.
 const ctlKey = "ctl"
 
-func netnsKey(jid int) string              { return "netns/" + strconv.Itoa(jid) }
-func tunKey(ino uint64) string             { return "tun/" + strconv.FormatUint(ino, 10) }
+func netnsKey(jid int) string { return "netns/" + strconv.Itoa(jid) }
+func tunKey(jid int, ino uint64) string {
+	return "tun/" + strconv.Itoa(jid) + "/" + strconv.FormatUint(ino, 10)
+}
 func fuseKey(dir string) string            { return "fuse/" + dir }
 func pidfdKey(jid int, kind string) string { return "pidfd/" + strconv.Itoa(jid) + "/" + kind }
 
@@ -153,7 +152,7 @@ func (d *Daemon) snapshot() (*serverState, map[string]fdSource) {
 		if ds.Dying || ds.Dead {
 			continue // destroy deletes the interface; the holder lets go
 		}
-		fds[tunKey(ds.Ino)] = func() (*os.File, error) {
+		fds[tunKey(ds.Jail, ds.Ino)] = func() (*os.File, error) {
 			if f := dev.File(); f != nil {
 				return f, nil
 			}
@@ -193,11 +192,13 @@ type journal struct {
 	saving bool
 	saved  uint64          // changes covered by the last snapshot saved
 	have   map[string]bool // the fd keys the holder keeps
-	failed bool            // a send failed: the holder is gone
+	// early are the keys putEarly sent that no snapshot named yet.
+	early  map[string]time.Time
+	failed bool // a send failed: the holder is gone
 }
 
 func newJournal(conn *holder.Conn, d *Daemon, have map[string]bool) *journal {
-	jn := &journal{conn: conn, d: d, kick: make(chan struct{}, 1), have: have}
+	jn := &journal{conn: conn, d: d, kick: make(chan struct{}, 1), have: have, early: map[string]time.Time{}}
 	jn.cond = sync.NewCond(&jn.mu)
 	return jn
 }
@@ -292,12 +293,18 @@ func (jn *journal) save(have map[string]bool) error {
 		return fmt.Errorf("save state: %w", err)
 	}
 	for key := range have {
-		if _, ok := fds[key]; !ok {
-			if err := jn.conn.DelFD(key); err != nil {
-				return fmt.Errorf("drop fd %s: %w", key, err)
-			}
-			delete(have, key)
+		if _, ok := fds[key]; ok {
+			delete(jn.early, key)
+			continue
 		}
+		if t, ok := jn.early[key]; ok && time.Since(t) < earlyTimeout {
+			continue // a device being made
+		}
+		delete(jn.early, key)
+		if err := jn.conn.DelFD(key); err != nil {
+			return fmt.Errorf("drop fd %s: %w", key, err)
+		}
+		delete(have, key)
 	}
 	return nil
 }
@@ -339,31 +346,38 @@ func takeListener(fds map[string]*os.File) (*net.UnixListener, error) {
 // then devices, then mounts. What cannot be rebuilt (an fd missing) is
 // dropped and logged; the fds left over are closed.
 func (d *Daemon) restore(st *serverState, fds map[string]*os.File, have map[string]bool) {
+	byID := map[int]*jails.Jail{0: d.jails.Host()}
 	take := func(key string) *os.File {
 		f := fds[key]
 		delete(fds, key)
 		return f
 	}
-	defer func() {
+	dropLeftovers := func() {
 		// What the dead server handed over but never saved in a
 		// state: the holder lets go too, before any key is used again.
 		for key, f := range fds {
-			f.Close()
+			if j := orphanJail(key, byID); j != nil {
+				// Made, handed over early, never saved: the dead
+				// process may still hold it, so it is deleted.
+				if err := d.devices.DeleteOrphan(j, f); err != nil {
+					d.logger.Printf("take over: %s: %v", key, err)
+				}
+			} else {
+				f.Close()
+			}
 			if err := d.opts.Holder.DelFD(key); err != nil {
 				d.logger.Printf("take over: drop %s: %v", key, err)
 			}
 			delete(have, key)
 		}
-	}()
+	}
 	d.started = st.Started
-	d.devices.Linger(lingerWait)
 	k := d.devices.Knobs()
 	for name, v := range st.Knobs {
 		if err := k.Set(name, strconv.FormatInt(v, 10)); err != nil {
 			d.logger.Printf("take over: knob %s: %v", name, err)
 		}
 	}
-	byID := map[int]*jails.Jail{0: d.jails.Host()}
 	for _, rec := range st.Jails {
 		f := take(netnsKey(rec.ID))
 		if f == nil {
@@ -396,7 +410,7 @@ func (d *Daemon) restore(st *serverState, fds map[string]*os.File, have map[stri
 	handles := map[uint64]*driver.Handle{}
 	for _, ds := range st.Devices {
 		j := byID[ds.Jail]
-		f := take(tunKey(ds.Ino))
+		f := take(tunKey(ds.Jail, ds.Ino))
 		if ds.Dead && j != nil {
 			// Destroyed, still known to the kernel or an open file:
 			// no fd, kept until FinishRestore (driver/state.go).
@@ -475,6 +489,7 @@ func (d *Daemon) restore(st *serverState, fds map[string]*os.File, have map[stri
 			h.Close() // its file's mount is gone: the last close
 		}
 	}
+	dropLeftovers()
 	// Only now, with everything back, the kernel resends what the dead
 	// server had read, and the mounts serve.
 	for _, m := range restored {
@@ -601,3 +616,53 @@ func crashProofTransport(t fs.Transport, logger *log.Logger) fs.Transport {
 }
 
 var uringWarning sync.Once
+
+// orphanJail is the jail of a TUN fd key ("tun/JID/INO"), nil for other
+// keys or a jail that did not come back.
+func orphanJail(key string, byID map[int]*jails.Jail) *jails.Jail {
+	rest, ok := strings.CutPrefix(key, "tun/")
+	if !ok {
+		return nil
+	}
+	jid, _, ok := strings.Cut(rest, "/")
+	if !ok {
+		return nil
+	}
+	n, err := strconv.Atoi(jid)
+	if err != nil {
+		return nil
+	}
+	return byID[n]
+}
+
+// putEarly hands the holder a new device's TUN fd at once (before the
+// device can be seen): a save would only send it with the device, and a
+// server that dies in between leaves an interface nobody can end. It
+// stays until a snapshot names it, or earlyTimeout (the device was never
+// made).
+func (jn *journal) putEarly(key string, f *os.File) {
+	if jn == nil {
+		return
+	}
+	jn.mu.Lock()
+	for jn.saving {
+		jn.cond.Wait()
+	}
+	jn.saving = true // no save meanwhile: it owns have
+	jn.mu.Unlock()
+	err := jn.conn.PutFD(key, f)
+	jn.mu.Lock()
+	if err == nil {
+		jn.have[key] = true
+		jn.early[key] = time.Now()
+	}
+	jn.saving = false
+	jn.cond.Broadcast()
+	jn.mu.Unlock()
+	if err != nil {
+		jn.d.logger.Printf("holder: %v", err)
+	}
+}
+
+// earlyTimeout is how long a key put early waits for a snapshot to name it.
+const earlyTimeout = 10 * time.Second

@@ -1,8 +1,14 @@
 package driver
 
 import (
+	"errors"
+	"fmt"
+	"os"
 	"sync"
-	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tundevfs/tundevfs/jails"
 )
 
 // Freezing for a planned restart (issue 13). Before the serving process
@@ -57,12 +63,39 @@ func (m *Manager) Freeze() {
 // for a device whose fd the fast path handed out.
 func (m *Manager) SetHeldElsewhere() { m.heldElsewhere.Store(true) }
 
-// Linger gives the interfaces of a dead server (its creations it never
-// saved) until d from now to go: a process killed with a thread still in
-// the kernel keeps its fds, and so those interfaces, until that thread
-// returns. Until then a creation that finds its name taken tries again.
-func (m *Manager) Linger(d time.Duration) {
-	m.linger.Store(time.Now().Add(d).UnixNano())
+// SetOnNewFile installs fn, called with each new device's TUN fd (its
+// jail and inode number) right after the interface is made, before the
+// device is registered. fn must not keep f (duplicate it).
+func (m *Manager) SetOnNewFile(fn func(j *jails.Jail, ino uint64, f *os.File)) {
+	m.onNewFile.Store(&fn)
 }
 
-func (m *Manager) lingerUntil() time.Time { return time.Unix(0, m.linger.Load()) }
+// DeleteOrphan ends the interface of f, a TUN fd of jail j that a dead
+// server made and never saved as a device: the fd proves the interface is
+// the daemon's. Another copy of the fd may live on in the dead process
+// for a while (a thread of it still in the kernel), so closing f alone
+// would not end it: it is deleted over netlink. f is closed.
+func (m *Manager) DeleteOrphan(j *jails.Jail, f *os.File) error {
+	defer f.Close()
+	ifr, err := unix.NewIfreq("")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(int(f.Fd()), unix.TUNGETIFF, ifr); err != nil {
+		if errors.Is(err, unix.EBADFD) {
+			return nil // already gone
+		}
+		return fmt.Errorf("orphan interface: %w", err)
+	}
+	m.mu.Lock()
+	js, err := m.jailStateLocked(j)
+	m.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("orphan %s in jail %s: %w", ifr.Name(), j.Name(), err)
+	}
+	l, err := js.links.LinkByName(ifr.Name())
+	if err != nil {
+		return fmt.Errorf("orphan %s: %w", ifr.Name(), err)
+	}
+	return js.links.Delete(l.Index)
+}

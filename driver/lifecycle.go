@@ -136,19 +136,21 @@ func (m *Manager) newDevice(j *jails.Jail, js *jailState, drv *Driver, u int, or
 		mac = stableMAC(j.Name(), name)
 	}
 	f, idx, err := js.links.Create(drv, name, mac)
-	for err != nil && errors.Is(err, ErrNameTaken) && time.Now().Before(m.lingerUntil()) {
-		// Just after a takeover the dead server may not be reaped yet,
-		// and its last creation, never saved, still holds the name.
-		time.Sleep(10 * time.Millisecond)
-		f, idx, err = js.links.Create(drv, name, mac)
-	}
 	if err != nil {
 		return nil, err
+	}
+	ino := m.nextIno.Add(1)
+	if fn := m.onNewFile.Load(); fn != nil {
+		// Before anything can make the device visible: a process that
+		// keeps fds across a crash (the holder) gets this one now, so
+		// the next server can end the interface if this one dies
+		// before it saves the device (DeleteOrphan).
+		(*fn)(j, ino, f)
 	}
 	d := &Device{
 		drv:     drv,
 		unit:    u,
-		ino:     m.nextIno.Add(1),
+		ino:     ino,
 		jail:    j,
 		js:      js,
 		m:       m,

@@ -2,6 +2,7 @@ package driver
 
 import (
 	"log"
+	"os"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -102,9 +103,8 @@ type Manager struct {
 	freeze  freezer      // a planned restart's stop of packet I/O (freeze.go)
 	// heldElsewhere: the holder keeps a dup of every TUN fd (freeze.go).
 	heldElsewhere atomic.Bool
-	// linger: Unix nanoseconds until which a taken name is retried
-	// (freeze.go).
-	linger atomic.Int64
+	// onNewFile is SetOnNewFile's function (freeze.go), nil when none.
+	onNewFile atomic.Pointer[func(*jails.Jail, uint64, *os.File)]
 	// onChange is SetOnChange's function (state.go), nil when none.
 	onChange atomic.Pointer[func()]
 
