@@ -9,8 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/tundevfs/tundevfs/jails"
 )
@@ -135,17 +138,10 @@ func (m *Manager) newDevice(j *jails.Jail, js *jailState, drv *Driver, u int, or
 	if drv.IsL2() {
 		mac = stableMAC(j.Name(), name)
 	}
-	f, idx, err := js.links.Create(drv, name, mac)
+	ino := m.nextIno.Add(1)
+	f, idx, err := m.createLink(j, js, drv, name, mac, ino)
 	if err != nil {
 		return nil, err
-	}
-	ino := m.nextIno.Add(1)
-	if fn := m.onNewFile.Load(); fn != nil {
-		// Before anything can make the device visible: a process that
-		// keeps fds across a crash (the holder) gets this one now, so
-		// the next server can end the interface if this one dies
-		// before it saves the device (DeleteOrphan).
-		(*fn)(j, ino, f)
 	}
 	d := &Device{
 		drv:     drv,
@@ -182,6 +178,41 @@ func (m *Manager) newDevice(j *jails.Jail, js *jailState, drv *Driver, u int, or
 	m.all[d] = struct{}{}
 	m.mu.Unlock()
 	return d, nil
+}
+
+// createLink makes the interface. With an OnNewFile function (a holder
+// keeps fds across a crash), the TUN fd goes to it before the interface
+// exists where the stack allows (attachHooker), else right after: the
+// next server can then end an interface whose server died before it
+// saved the device (DeleteOrphan).
+func (m *Manager) createLink(j *jails.Jail, js *jailState, drv *Driver, name string, mac net.HardwareAddr, ino uint64) (*os.File, int, error) {
+	fn := m.onNewFile.Load()
+	if fn == nil {
+		return js.links.Create(drv, name, mac)
+	}
+	if h, ok := js.links.(attachHooker); ok {
+		return h.CreateWith(drv, name, mac, func(fd int) {
+			nfd, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 3)
+			if err != nil {
+				m.logf("create %s: dup: %v", name, err)
+				return
+			}
+			f := os.NewFile(uintptr(nfd), name)
+			(*fn)(j, ino, f)
+			f.Close()
+		})
+	}
+	f, idx, err := js.links.Create(drv, name, mac)
+	if err == nil {
+		(*fn)(j, ino, f)
+	}
+	return f, idx, err
+}
+
+// attachHooker is a Links that can call a function with a new device's
+// TUN fd before the interface is made on it.
+type attachHooker interface {
+	CreateWith(drv *Driver, name string, mac net.HardwareAddr, before func(fd int)) (*os.File, int, error)
 }
 
 // DestroyByName destroys the live device of jail j called name (node or

@@ -71,6 +71,12 @@ func (l *linuxLinks) Close() error {
 // SIOCSIFHWADDR. On failure the fd is closed, which removes the interface
 // again.
 func (l *linuxLinks) Create(drv *Driver, name string, mac net.HardwareAddr) (*os.File, int, error) {
+	return l.CreateWith(drv, name, mac, nil)
+}
+
+// CreateWith is Create, calling before with the TUN fd after it is opened
+// and before the interface is made on it (see attachHooker).
+func (l *linuxLinks) CreateWith(drv *Driver, name string, mac net.HardwareAddr, before func(fd int)) (*os.File, int, error) {
 	ifr, err := unix.NewIfreq(name)
 	if err != nil {
 		return nil, 0, fmt.Errorf("create %s: %w", name, err)
@@ -87,6 +93,9 @@ func (l *linuxLinks) Create(drv *Driver, name string, mac net.HardwareAddr) (*os
 		fd, err = unix.Open(tunPath, unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
 		if err != nil {
 			return fmt.Errorf("open %s: %w (is the tun module loaded?)", tunPath, err)
+		}
+		if before != nil {
+			before(fd)
 		}
 		ifr.SetUint16(flags)
 		if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
