@@ -32,6 +32,7 @@ var errorCodes = []struct {
 	{"bad-request", ErrBadRequest},
 	{"not-mounted", ErrNotMounted},
 	{"shutting-down", ErrShuttingDown},
+	{"no-holder", ErrNoHolder},
 	// Jails.
 	{"jail-exists", jails.ErrExists},
 	{"jail-not-found", jails.ErrNotFound},
@@ -69,6 +70,7 @@ var errorCodes = []struct {
 	{"short", driver.ErrShort},
 	{"perm", driver.ErrPerm},
 	{"page-cache", driver.ErrPageCache},
+	{"frozen", driver.ErrFrozen},
 	// Ioctl requests.
 	{"ioctl-unknown-request", ioctls.ErrUnknownRequest},
 	{"ioctl-bad-value", ioctls.ErrBadValue},

@@ -590,7 +590,7 @@ func TestFastPathConnCap(t *testing.T) {
 	dir := d.Mount(t, "")
 	sockets := func() int {
 		n := 0
-		for _, line := range strings.Split(fdList(t, d.Cmd.Process.Pid), "\n") {
+		for _, line := range strings.Split(fdList(t, d.Status(t).PID), "\n") {
 			if strings.Contains(line, "socket:") {
 				n++
 			}
@@ -633,7 +633,7 @@ func TestFastPathConnCap(t *testing.T) {
 	}
 	conns = nil
 	if !itest.WaitFor(func() bool { return sockets() <= base }) {
-		t.Fatalf("daemon sockets %d after the clients left, %d before:\n%s", sockets(), base, fdList(t, d.Cmd.Process.Pid))
+		t.Fatalf("daemon sockets %d after the clients left, %d before:\n%s", sockets(), base, fdList(t, d.Status(t).PID))
 	}
 	// And it still answers.
 	tunf, err := fastFD(t, ns, openDev(t, dir, "tun", os.O_RDWR))

@@ -141,10 +141,16 @@ func OpenSpawnLog(socket string) (*os.File, string, error) {
 
 // stateRecord is instance.json: who the daemon is and which mounts it made.
 type stateRecord struct {
-	PID    int           `json:"pid"`
-	Start  uint64        `json:"start"` // /proc/PID/stat starttime, against pid reuse
-	Socket string        `json:"socket"`
-	Mounts []recordMount `json:"mounts"`
+	// PID is the daemon's: the holder's under one (its death ends the
+	// daemon), else the one process's.
+	PID    int    `json:"pid"`
+	Start  uint64 `json:"start"` // /proc/PID/stat starttime, against pid reuse
+	Socket string `json:"socket"`
+	// Server is the serving process under a holder (0 without one): it
+	// dies with the holder, a moment later.
+	Server      int           `json:"server,omitempty"`
+	ServerStart uint64        `json:"server_start,omitempty"`
+	Mounts      []recordMount `json:"mounts"`
 }
 
 type recordMount struct {
@@ -243,6 +249,10 @@ func (d *Daemon) saveState() {
 	defer d.stateMu.Unlock()
 	d.mu.Lock()
 	rec := &stateRecord{PID: os.Getpid(), Start: procStart(os.Getpid()), Socket: d.opts.Socket, Mounts: []recordMount{}}
+	if h := d.info.HolderPID; h != 0 {
+		rec.Server, rec.ServerStart = rec.PID, rec.Start
+		rec.PID, rec.Start = h, procStart(h)
+	}
 	for dir := range d.mounts {
 		rec.Mounts = append(rec.Mounts, recordMount{Dir: dir, Internal: d.internal[dir]})
 	}
@@ -333,6 +343,26 @@ func (d *Daemon) cleanStale() {
 	if rec != nil && rec.PID != os.Getpid() && procStart(rec.PID) == rec.Start && rec.Start != 0 {
 		d.logger.Printf("stale state: daemon %d of this socket still runs; leaving its mounts", rec.PID)
 		return
+	}
+	if rec != nil && rec.Server != 0 && rec.ServerStart != 0 {
+		// The holder is dead; its server dies with it (PDEATHSIG), but
+		// may take a moment, or linger with a thread blocked on its own
+		// mount that nothing will ever answer. Then its connections are
+		// aborted: they are this daemon's, and no server is left.
+		gone := false
+		for i := 0; i < 100 && !gone; i++ {
+			gone = procStart(rec.Server) != rec.ServerStart
+			if !gone {
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+		if !gone {
+			for _, m := range rec.Mounts {
+				if fs.IsTundevfsMount(m.Dir) {
+					unix.Unmount(m.Dir, unix.MNT_FORCE|unix.UMOUNT_NOFOLLOW)
+				}
+			}
+		}
 	}
 	if rec != nil {
 		for _, m := range rec.Mounts {

@@ -101,7 +101,10 @@ func (h *Handle) Read(cancel <-chan struct{}, buf []byte, nonblock bool) (int, e
 // Callers are inside enter/exit.
 func (h *Handle) wait(cancel <-chan struct{}, nonblock bool, try func() (int, error)) (int, error) {
 	d := h.dev
-	frozen := d.m.freeze.chanOf()
+	var frozen chan struct{} // nil: never (a device of no manager, in tests)
+	if d.m != nil {
+		frozen = d.m.freeze.chanOf()
+	}
 	for {
 		ready := d.readyChan()
 		n, err := try()

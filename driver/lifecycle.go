@@ -400,7 +400,7 @@ func (d *Device) enterIO(h *Handle) error {
 	if h.state == hFast {
 		return ErrFastPath
 	}
-	if d.m.freeze.frozen() {
+	if d.m != nil && d.m.freeze.frozen() {
 		return ErrFrozen
 	}
 	return d.enterLocked(h)

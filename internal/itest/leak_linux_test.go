@@ -37,7 +37,7 @@ func TestDaemonBaselineWhileSettling(t *testing.T) {
 	// The daemon holds the accepted socket (and a goroutine reading it)
 	// while the baseline is taken.
 	if !WaitFor(func() bool {
-		s, err := testenv.Fds(d.Cmd.Process.Pid)
+		s, err := testenv.Fds(d.Status(t).PID)
 		return err == nil && s["fd socket"] >= 2
 	}) {
 		t.Fatal("the daemon never accepted the connection")
