@@ -48,10 +48,12 @@ func (mnt *Mount) Poll(cancel <-chan struct{}, in *fuse.PollIn, out *fuse.PollOu
 	if in.Flags&fuse.FUSE_POLL_SCHEDULE_NOTIFY != 0 {
 		kh := in.Kh
 		notify = func() { mnt.server.PollNotify(kh) }
-		if mnt.rememberKh(in.Fh, kh) {
-			// A new server must know whom to wake (state.go).
-			defer mnt.sync()
-		}
+		// A new server must know whom to wake (state.go). Saved soon,
+		// not before the reply: POLL is served on the io_uring thread,
+		// which must not wait for a snapshot, and a kh lost with a
+		// crash is woken all the same (Start wakes the khs above the
+		// last saved).
+		mnt.rememberKh(in.Fh, kh)
 	}
 	readable, err := h.Poll(notify)
 	if errors.Is(err, driver.ErrGone) {
@@ -68,15 +70,13 @@ func (mnt *Mount) Poll(cancel <-chan struct{}, in *fuse.PollIn, out *fuse.PollOu
 	return fuse.OK
 }
 
-// rememberKh records the kernel's poll handle of file handle fh; it says
-// whether it is new.
-func (mnt *Mount) rememberKh(fh, kh uint64) bool {
+// rememberKh records the kernel's poll handle of file handle fh.
+func (mnt *Mount) rememberKh(fh, kh uint64) {
 	mnt.mu.Lock()
 	defer mnt.mu.Unlock()
 	if _, open := mnt.handles[fh]; !open || mnt.khs[fh] == kh {
-		return false
+		return
 	}
 	mnt.khs[fh] = kh
 	mnt.changed()
-	return true
 }

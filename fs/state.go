@@ -234,12 +234,25 @@ func (mnt *Mount) Start() error {
 		server.DeleteNotify(fuse.FUSE_ROOT_ID, n.ID, n.Name)
 	}
 	mnt.staleNodes = nil
+	// The kernel numbers poll handles in the order files are opened; a
+	// file first polled just before the crash may have a kh the last
+	// snapshot missed, so the next ones are woken too (a wakeup of a kh
+	// nobody polls does nothing).
+	var top uint64
 	for _, kh := range mnt.pendingKhs {
+		server.PollNotify(kh)
+		top = max(top, kh)
+	}
+	for kh := top + 1; kh <= top+unsavedKhs; kh++ {
 		server.PollNotify(kh)
 	}
 	mnt.pendingKhs = nil
 	return nil
 }
+
+// unsavedKhs is how many poll handles above the highest saved one Start
+// wakes after a takeover.
+const unsavedKhs = 256
 
 // dropRestored gives back what RestoreMount took before its server failed.
 func (mnt *Mount) dropRestored() {
