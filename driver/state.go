@@ -81,6 +81,11 @@ type DeviceState struct {
 	TxPackets  uint64
 	Drops      uint64
 	Open       *HandleState // nil when not open
+	// Stash is the packet a poll read ahead for the next read, exported
+	// only once the manager is frozen (a planned restart: the stash no
+	// longer moves). A crash loses it, one packet in flight; saving it
+	// without the freeze could hand a reader the same packet twice.
+	Stash []byte `json:",omitempty"`
 }
 
 // HandleState is the open handle of a device.
@@ -98,8 +103,12 @@ func (m *Manager) Export() (devs []DeviceState, nextIno uint64) {
 	// After the listing: every listed device's number is at most this.
 	nextIno = m.nextIno.Load()
 	devs = make([]DeviceState, 0, len(all))
+	frozen := m.freeze.frozen()
 	for _, d := range all {
 		if st, ok := d.export(); ok {
+			if frozen {
+				st.Stash = d.stashed()
+			}
 			devs = append(devs, st)
 		}
 	}
@@ -436,6 +445,11 @@ func (d *Device) restoreCounters(st DeviceState) {
 	d.rxPackets.Store(st.RxPackets)
 	d.txPackets.Store(st.TxPackets)
 	d.drops.Store(st.Drops)
+	if len(st.Stash) > 0 {
+		buf := getBuf()
+		d.stashLen = copy(*buf, st.Stash)
+		d.stash = buf
+	}
 }
 
 // restoreHandle makes d's open handle from st.Open, in state gone unless
@@ -487,4 +501,14 @@ func (m *Manager) FinishRestore() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// stashed is a copy of the packet in the stash, nil if none.
+func (d *Device) stashed() []byte {
+	d.stashMu.Lock()
+	defer d.stashMu.Unlock()
+	if d.stash == nil {
+		return nil
+	}
+	return append([]byte(nil), (*d.stash)[:d.stashLen]...)
 }
