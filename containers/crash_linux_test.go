@@ -477,6 +477,9 @@ func TestRuncKill9(t *testing.T) {
 	var figures []string
 	for k := 1; k <= 2; k++ {
 		before := crashStateOf(e.d.Status(t))
+		if k == 1 {
+			t.Logf("status compared across each kill:\n%s", before)
+		}
 		st := e.d.Status(t)
 		t0 := mono()
 		tr.mu.Lock()
@@ -544,8 +547,16 @@ func TestRuncKill9(t *testing.T) {
 	case <-time.After(crashHang):
 		t.Fatalf("container %s did not say bye; stderr: %s", c.id, c.stderr)
 	}
-	<-outDone
-	<-c.done
+	select {
+	case <-outDone:
+	case <-time.After(crashHang):
+		t.Fatalf("container %s said bye and its output did not end; stderr: %s", c.id, c.stderr)
+	}
+	select {
+	case <-c.done:
+	case <-time.After(crashHang):
+		t.Fatalf("runc run %s did not end after the container's output did", c.id)
+	}
 	if !c.cmd.ProcessState.Success() {
 		t.Errorf("runc run: %v; stderr: %s", c.cmd.ProcessState, c.stderr)
 	}
