@@ -25,6 +25,7 @@ import (
 
 	"github.com/tundevfs/tundevfs/containers"
 	"github.com/tundevfs/tundevfs/daemon"
+	"github.com/tundevfs/tundevfs/fs"
 	"github.com/tundevfs/tundevfs/internal/itest"
 	"github.com/tundevfs/tundevfs/internal/testenv"
 	"github.com/tundevfs/tundevfs/jails"
@@ -277,6 +278,8 @@ func TestRuncKill9(t *testing.T) {
 	e := newCrashEnv(t)
 	if st := e.d.Status(t); st.HolderPID == 0 || st.HolderPID == st.PID {
 		t.Fatalf("the daemon runs without a holder: %+v", st)
+	} else if len(st.Mounts) != 1 || st.Mounts[0].Transport != "dev" {
+		t.Fatalf("mounts %+v, want the per-netns mount on /dev/fuse (the flag wins over %s)", st.Mounts, fs.TransportEnv)
 	}
 	const (
 		local, peer                  = "10.79.0.1", "10.79.0.2"
