@@ -57,37 +57,13 @@ const (
 // The reference column is the same request with no restart: the median
 // lookup, packet delay and status round trip of a back-to-back run.
 func restartPause(ctx context.Context, cfg Config, t *Table) error {
-	ns, err := NewNetns()
-	if err != nil {
-		return fmt.Errorf("restart: %w", err)
-	}
-	defer ns.Close()
 	// Several kills in a few seconds must not trip the crash-loop guard.
-	d, err := StartDaemon(cfg.Bin, ns, "--fuse-transport", "dev", "--crash-limit", "10000")
+	v, err := newRestartEnv(cfg.Bin, "--fuse-transport", "dev", "--crash-limit", "10000")
 	if err != nil {
-		return fmt.Errorf("restart: %w", err)
+		return err
 	}
-	defer d.Stop()
-	st, err := d.Status()
-	if err != nil {
-		return fmt.Errorf("restart: %w", err)
-	}
-	if st.HolderPID == 0 {
-		return fmt.Errorf("restart: the daemon runs without a holder (status has no holder_pid)")
-	}
-	e, err := openTundevfs(ns, deviceDir{dir: d.Dir, destroy: d.Destroy}, false, 1)
-	if err != nil {
-		return fmt.Errorf("restart: %w", err)
-	}
-	defer e.Close()
-	if err := unix.SetNonblock(e.Fd, true); err != nil {
-		return fmt.Errorf("restart: %s non-blocking: %w", e.Name, err)
-	}
-	sock, err := ns.udpSocket(netip.AddrPort{}, netip.AddrPortFrom(e.Remote, e.Port), 0, 0, 0)
-	if err != nil {
-		return fmt.Errorf("restart: %w", err)
-	}
-	defer unix.Close(sock)
+	defer v.close()
+	d, e, sock := v.d, v.e, v.sock
 
 	reps := max(cfg.Reps, 5)
 	var ref, kill, plan figureSet
@@ -110,6 +86,7 @@ func restartPause(ctx context.Context, cfg Config, t *Table) error {
 			if err != nil {
 				errs = append(errs, err)
 				if errors.Is(err, errRestartStuck) {
+					v.stuck = true
 					return errors.Join(errs...)
 				}
 				continue
@@ -144,6 +121,73 @@ func restartPause(ctx context.Context, cfg Config, t *Table) error {
 		Cells: pair(ref.ctl, plan.ctl),
 		Note:  "daemon --restart's request, then status back to back; the first naming the new server"})
 	return errors.Join(errs...)
+}
+
+// restartEnv is what the restart part runs on: a namespace, a daemon
+// under a holder with one mount, a tun device open through it
+// (non-blocking, configured, up) and a UDP socket whose datagrams the
+// namespace routes out the device.
+type restartEnv struct {
+	ns   *Netns
+	d    *Daemon
+	e    *Endpoint
+	sock int
+	// stuck: a restart never ended; requests on the mount may wait
+	// until the daemon is gone, so close ends it first.
+	stuck bool
+}
+
+func newRestartEnv(bin string, daemonArgs ...string) (v *restartEnv, err error) {
+	v = &restartEnv{sock: -1}
+	defer func() {
+		if err != nil {
+			v.close()
+			err = fmt.Errorf("restart: %w", err)
+		}
+	}()
+	if v.ns, err = NewNetns(); err != nil {
+		return v, err
+	}
+	if v.d, err = StartDaemon(bin, v.ns, daemonArgs...); err != nil {
+		return v, err
+	}
+	st, err := v.d.Status()
+	if err != nil {
+		return v, err
+	}
+	if st.HolderPID == 0 {
+		return v, fmt.Errorf("the daemon runs without a holder (status has no holder_pid)")
+	}
+	if v.e, err = openTundevfs(v.ns, deviceDir{dir: v.d.Dir, destroy: v.d.Destroy}, false, 1); err != nil {
+		return v, err
+	}
+	if err := unix.SetNonblock(v.e.Fd, true); err != nil {
+		return v, fmt.Errorf("%s non-blocking: %w", v.e.Name, err)
+	}
+	v.sock, err = v.ns.udpSocket(netip.AddrPort{}, netip.AddrPortFrom(v.e.Remote, v.e.Port), 0, 0, 0)
+	return v, err
+}
+
+// close removes everything: the device, the daemon and its mount, the
+// namespace. After a stuck restart the daemon goes first (which ends its
+// FUSE connections and so every request still waiting), as closing the
+// device would wait for a server too.
+func (v *restartEnv) close() {
+	if v.sock >= 0 {
+		unix.Close(v.sock)
+	}
+	if v.stuck && v.d != nil {
+		v.d.Stop()
+	}
+	if v.e != nil {
+		v.e.Close()
+	}
+	if v.d != nil {
+		v.d.Stop()
+	}
+	if v.ns != nil {
+		v.ns.Close()
+	}
 }
 
 // errRestartStuck: a restart did not end within restartTimeout; requests
@@ -325,6 +369,8 @@ func (r *restartRun) restart(planned bool) (err error) {
 	}
 	select {
 	case <-lookDone:
+	case <-r.d.exited:
+		return fail(fmt.Errorf("%w: the daemon exited: %s", errRestartStuck, lastLine(r.d.log.String())))
 	case <-time.After(time.Until(r.deadline)):
 		return fail(fmt.Errorf("%w: a lookup still waits after %v", errRestartStuck, restartTimeout))
 	}
@@ -362,6 +408,11 @@ func (r *restartRun) statusUntilNew() (time.Duration, error) {
 			r.newSeen = now
 			r.mu.Unlock()
 			return now.Sub(r.t0), nil
+		}
+		select {
+		case <-r.d.exited:
+			return 0, fmt.Errorf("%w: the daemon exited: %s", errRestartStuck, lastLine(r.d.log.String()))
+		default:
 		}
 		if time.Now().After(r.deadline) {
 			return 0, fmt.Errorf("%w within %v (last status error: %v)", errRestartStuck, restartTimeout, err)
@@ -435,6 +486,12 @@ func statusBefore(d *Daemon, deadline time.Time) (daemon.Status, error) {
 		return st, fmt.Errorf("daemon status: %w", err)
 	}
 	return st, nil
+}
+
+// lastLine is the last non-empty line of a log.
+func lastLine(log string) string {
+	log = strings.TrimSpace(log)
+	return log[strings.LastIndex(log, "\n")+1:]
 }
 
 func maxDuration(ds []time.Duration) time.Duration {
@@ -595,12 +652,18 @@ func (p *packetRun) wait() ([]time.Duration, error) {
 	case <-p.enoughNow:
 	case <-p.readDone:
 	case <-p.r.stop:
+	case <-time.After(time.Until(p.r.deadline)):
 	}
 	close(p.sendStop)
 	if p.senderOn {
 		<-p.sendDone
 	}
-	<-p.readDone
+	select {
+	case <-p.readDone:
+	case <-time.After(time.Until(p.r.deadline) + time.Second):
+		// Its poll waits for a server: the part's cleanup ends it.
+		return nil, fmt.Errorf("%w: the packet reader waits after %v", errRestartStuck, restartTimeout)
+	}
 	if err := errors.Join(p.readErr, p.sendErr); err != nil {
 		return nil, err
 	}
