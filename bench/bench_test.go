@@ -352,6 +352,9 @@ func TestSmoke(t *testing.T) {
 		"goroutines per idle device", "daemon RSS per open device", "goroutines per open device",
 		"jail removal, 16 devices", "jail -r, VNET jail with 16 devices (4 open)",
 		"tun   64 B inject (fast path)", "tun 1400 B extract (fast path)", "iperf3 TCP through a UDP relay (fast path)",
+		"kill -9 of the server to the first FUSE request served", "kill -9: longest packet delay through the open device",
+		"kill -9 of the server to the first status answer", "planned restart: longest FUSE request wait",
+		"planned restart: longest packet delay", "planned restart: request to the first status answer",
 	}
 	for _, w := range want {
 		if !strings.Contains(out.String(), w) {

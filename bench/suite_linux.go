@@ -58,6 +58,7 @@ var parts = []struct {
 	{"removal", removal},
 	{"jail", jailRemoval},
 	{"fastpath", fastPath},
+	{"restart", restartPause},
 }
 
 // Parts names the parts of the suite, in the order they run.
