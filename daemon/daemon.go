@@ -31,6 +31,11 @@
 //     it is a user mount and goes at shutdown.
 //   - Every network namespace with a jail has the fast path's abstract
 //     socket (fastpath_linux.go), closed with the last jail on it.
+//   - Under a holder (Options.Holder, takeover_linux.go) the daemon hands
+//     it every fd that keeps state alive and, before each reply that
+//     shows a change, a snapshot of its state; a daemon started by the
+//     holder after a crash takes both over and serves on, and Restart
+//     hands over to a new one on purpose.
 //
 // Lock order: Daemon.stateMu, then Daemon.mu, then anything below (jails,
 // driver, fs). Daemon.mu is never held while unmounting or removing a jail.

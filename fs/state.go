@@ -20,8 +20,8 @@ import (
 // same connection: the same node IDs with the same lookup counts, the
 // same file handles on the same devices, and the poll handles it must
 // wake. Requests the dead server had read are resent by the kernel
-// (RestoreMount asks for that), so a blocked read simply blocks again in
-// the new server.
+// (Start asks for that), so a blocked read simply blocks again in the new
+// server.
 
 // Journal is told about the changes of what Export returns. Changed is
 // called after a change; Sync returns once a snapshot taken after every
@@ -129,9 +129,9 @@ func (st MountState) Options() Options {
 }
 
 // RestoreMount rebuilds, on the mounted connection of fd (RestoreMount
-// owns it), the mount st describes (Start serves it), for jail j: nodes come back with their
-// lookups (and the device references they hold), open files with the
-// driver handles that handleOf finds by device inode. A node or file
+// owns it), the mount st describes, for jail j; Start serves it. Nodes
+// come back with their lookups (and the device references they hold),
+// open files with the driver handles that handleOf finds by device inode. A node or file
 // whose device is no longer there is dropped: the kernel's next request
 // on it gets ENOENT or EBADF.
 func RestoreMount(m *driver.Manager, clones *clonehandler.Registry, j *jails.Jail, st MountState, fd int, handleOf func(ino uint64) *driver.Handle, opts Options) (*Mount, error) {
@@ -181,16 +181,16 @@ func RestoreMount(m *driver.Manager, clones *clonehandler.Registry, j *jails.Jai
 		mnt.rememberLocked(r)
 	}
 	var khs []uint64
-	for _, fs := range st.Files {
-		mnt.nextFh = max(mnt.nextFh, fs.Fh)
-		h := handleOf(fs.Ino)
+	for _, f := range st.Files {
+		mnt.nextFh = max(mnt.nextFh, f.Fh)
+		h := handleOf(f.Ino)
 		if h == nil {
 			continue
 		}
-		mnt.handles[fs.Fh] = h
-		if fs.Kh != 0 {
-			mnt.khs[fs.Fh] = fs.Kh
-			khs = append(khs, fs.Kh)
+		mnt.handles[f.Fh] = h
+		if f.Kh != 0 {
+			mnt.khs[f.Fh] = f.Kh
+			khs = append(khs, f.Kh)
 		}
 	}
 	mo := mnt.mountOptions()
