@@ -588,7 +588,8 @@ func TestThousandBlockedClients(t *testing.T) {
 		return b
 	}
 	var during daemon.Status
-	if !itest.WaitFor(func() bool { during = e.d.Status(t); return busy(during) == n/2 }) {
+	// A hang guard, not a timing (see TestTransportBlockedReadersAndWriter).
+	if !testenv.WaitWithin(time.Minute, func() bool { during = e.d.Status(t); return busy(during) == n/2 }) {
 		t.Fatalf("%d reads in flight in the daemon, want %d", busy(during), n/2)
 	}
 	t.Logf("daemon threads: %d after mount, %d with %d devices open, %d with %d clients blocked (%d in poll, %d in read); goroutines %d -> %d",
