@@ -21,7 +21,6 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-	"tags.cncf.io/container-device-interface/pkg/cdi"
 
 	"github.com/tundevfs/tundevfs/containers"
 	"github.com/tundevfs/tundevfs/daemon"
@@ -34,31 +33,6 @@ import (
 // crashHang bounds every wait for something that must happen: far above
 // any restart, so only a hang fails it.
 const crashHang = 15 * time.Second
-
-// newCrashEnv is newEnv with the daemon as the packaged service runs it
-// (--netns-dev) and on the /dev/fuse transport, the one whose requests
-// the kernel resends to a new server (the flag wins over
-// TUNDEVFS_FUSE_TRANSPORT).
-func newCrashEnv(t *testing.T) *env {
-	t.Helper()
-	requireRunc(t)
-	ns := itest.NewNetns(t)
-	base := openDir(t)
-	e := &env{netnsDev: filepath.Join(base, "netns-dev"), cdiDir: filepath.Join(base, "cdi"), runcRoot: filepath.Join(base, "runc")}
-	e.d = itest.StartDaemon(t, ns, "--netns-dev", e.netnsDev, "--fuse-transport", "dev")
-	raw, err := containers.CDISpec(containers.CDIOptions{Binary: e.d.Bin, Socket: e.d.Socket, NetnsDev: e.netnsDev})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := containers.WriteCDISpec(raw, e.cdiDir); err != nil {
-		t.Fatal(err)
-	}
-	e.cache, err = cdi.NewCache(cdi.WithSpecDirs(e.cdiDir), cdi.WithAutoRefresh(false))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return e
-}
 
 var (
 	crashHelperOnce sync.Once
@@ -275,7 +249,9 @@ func (tr *traffic) after(t0 int64) (c2h, h2c int, firstC2H, firstH2C int64) {
 // exits, its jail goes and neither process of the daemon holds its
 // namespace. The pauses are logged, not judged.
 func TestRuncKill9(t *testing.T) {
-	e := newCrashEnv(t)
+	// The crash-proof transport (crashProofTransport), whatever the
+	// suite's TUNDEVFS_FUSE_TRANSPORT.
+	e := newEnv(t, "--fuse-transport", "dev")
 	if st := e.d.Status(t); st.HolderPID == 0 || st.HolderPID == st.PID {
 		t.Fatalf("the daemon runs without a holder: %+v", st)
 	} else if len(st.Mounts) != 1 || st.Mounts[0].Transport != "dev" {

@@ -114,13 +114,15 @@ type env struct {
 	cache    *cdi.Cache
 }
 
-func newEnv(t *testing.T) *env {
+// newEnv starts a daemon (with --netns-dev, and daemonArgs) and writes its
+// CDI spec.
+func newEnv(t *testing.T, daemonArgs ...string) *env {
 	t.Helper()
 	requireRunc(t)
 	ns := itest.NewNetns(t)
 	base := openDir(t)
 	e := &env{netnsDev: filepath.Join(base, "netns-dev"), cdiDir: filepath.Join(base, "cdi"), runcRoot: filepath.Join(base, "runc")}
-	e.d = itest.StartDaemon(t, ns, "--netns-dev", e.netnsDev)
+	e.d = itest.StartDaemon(t, ns, append([]string{"--netns-dev", e.netnsDev}, daemonArgs...)...)
 	raw, err := containers.CDISpec(containers.CDIOptions{Binary: e.d.Bin, Socket: e.d.Socket, NetnsDev: e.netnsDev})
 	if err != nil {
 		t.Fatal(err)
