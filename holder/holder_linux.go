@@ -299,22 +299,23 @@ func (h *Holder) supervise(ctx context.Context, c *child) {
 		case <-c.leaderGone:
 		}
 	}
+	lingers := false
 	select {
 	case <-c.exited:
 		c.end = c.waitErr
 	case <-time.After(lingerWait):
 		// Killed (a Go program ends all its threads at once) with a
 		// thread still in the kernel: it is reaped later.
-		c.end = fmt.Errorf("main thread ended, a thread still in the kernel (killed?)")
-		if c.announced != exitUnannounced {
-			c.end = nil // it had said it would go
-		}
+		lingers = true
 	}
 	// Everything the server sent is queued now. Stop the reader's blocking
 	// recv (or a send to a server that left its socket to a child); it
 	// drains the socket without waiting and returns.
 	c.sock.f.SetDeadline(time.Now())
 	<-c.readerDone
+	if lingers && c.announced == exitUnannounced { // announced: the reader's, done
+		c.end = fmt.Errorf("main thread ended, a thread still in the kernel (killed?)")
+	}
 	c.sock.close()
 	h.mu.Lock()
 	h.cur = nil
