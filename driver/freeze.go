@@ -19,25 +19,17 @@ import (
 // block, having moved nothing: the caller leaves its request unanswered
 // and the kernel resends it to the next server.
 
-// freezer is the Manager's switch; its zero value is thawed.
+// freezer is the Manager's switch, made thawed by newManager. ch is set
+// once there and only closed after, so the data path reads it without a
+// lock.
 type freezer struct {
 	once sync.Once
 	ch   chan struct{} // closed by Freeze
-	mu   sync.Mutex    // guards ch's creation
-}
-
-func (f *freezer) chanOf() chan struct{} {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.ch == nil {
-		f.ch = make(chan struct{})
-	}
-	return f.ch
 }
 
 func (f *freezer) frozen() bool {
 	select {
-	case <-f.chanOf():
+	case <-f.ch:
 		return true
 	default:
 		return false
@@ -47,7 +39,7 @@ func (f *freezer) frozen() bool {
 // Freeze stops every device's packet I/O for good and waits until none is
 // in flight (see above). It is meant for a process about to exit.
 func (m *Manager) Freeze() {
-	m.freeze.once.Do(func() { close(m.freeze.chanOf()) })
+	m.freeze.once.Do(func() { close(m.freeze.ch) })
 	for _, d := range m.All() {
 		d.mu.Lock()
 		for d.busy > 0 {

@@ -103,7 +103,7 @@ func (h *Handle) wait(cancel <-chan struct{}, nonblock bool, try func() (int, er
 	d := h.dev
 	var frozen chan struct{} // nil: never (a device of no manager, in tests)
 	if d.m != nil {
-		frozen = d.m.freeze.chanOf()
+		frozen = d.m.freeze.ch
 	}
 	for {
 		ready := d.readyChan()

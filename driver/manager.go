@@ -140,6 +140,7 @@ func newManager(reg *jails.Registry, logger *log.Logger, stack Stack) *Manager {
 		all:       make(map[*Device]struct{}),
 		listeners: make(map[*jails.Jail]map[int]Listener),
 	}
+	m.freeze.ch = make(chan struct{})
 	m.knobs.init()
 	// Inode numbers: 1 is the root, and small numbers are left to the
 	// filesystem's own nodes.
